@@ -1,0 +1,1 @@
+"""Cross-tokenizer alignment of teacher top-k distributions onto student tokens."""

@@ -1,0 +1,137 @@
+"""Answer extraction and scoring rules, shared by the lm-eval tasks and replay scoring.
+
+Two families side by side (see README, "Filters"):
+- `faithful`: what the authors' code did (FranxYao/FlanT5-CoT-Specialization, src/utils and
+  test_bbh.py): last `\\d*\\.?\\d+` in the whole generation compared as floats; BBH
+  case-sensitive substring rules.
+- `corrected`: commas, signs and decimals parsed; the number after the first
+  "The answer is" preferred; BBH answers extracted and compared exactly.
+
+Standard library only: training-time filtering of teacher samples uses the same functions.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+# --- numbers -------------------------------------------------------------------------------
+
+AUTHORS_NUMBER = re.compile(r"\d*\.?\d+")
+NUMBER = re.compile(r"-?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+")
+ANSWER_IS = re.compile(r"the answer is", re.IGNORECASE)
+
+
+def canonical_number(value: float) -> str:
+    """72.0 -> "72", 0.5 -> "0.5", -3.0 -> "-3"; the form stored in Example.answer."""
+    if math.isfinite(value) and value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return repr(float(value))
+
+
+def parse_number(token: str) -> float | None:
+    """'1,000' -> 1000.0, '-$5.50' -> -5.5, '.5' -> 0.5; None if it is not a number."""
+    cleaned = token.replace(",", "").replace("$", "").replace(" ", "")
+    try:
+        return float(cleaned)
+    except ValueError:
+        return None
+
+
+def authors_last_number(text: str) -> float | None:
+    """The authors' extraction: the last `\\d*\\.?\\d+` anywhere, as a float ("1,000" -> 0.0)."""
+    found = AUTHORS_NUMBER.findall(text)
+    return float(found[-1]) if found else None
+
+
+def authors_math_correct(prediction: str, gold_raw: str) -> bool:
+    """Faithful math rule: last number of prediction == last number of the gold text, exactly.
+
+    A gold with no number (ASDiv "Yes") is counted wrong, as in the authors' scorer.
+    """
+    gold = authors_last_number(gold_raw)
+    pred = authors_last_number(prediction)
+    return gold is not None and pred is not None and pred == gold
+
+
+def answer_span(prediction: str) -> str | None:
+    """Text after the first "The answer is" (any case), or None when the phrase is absent.
+
+    The first occurrence is the model's conclusion; later ones are usually a continuation
+    that starts a new, made-up question.
+    """
+    match = ANSWER_IS.search(prediction)
+    return prediction[match.end():] if match else None
+
+
+def extract_number(prediction: str) -> float | None:
+    """Corrected extraction: first number after "The answer is", else the last number anywhere."""
+    span = answer_span(prediction)
+    if span is not None:
+        found = NUMBER.search(span)
+        if found:
+            return parse_number(found.group())
+    found = NUMBER.findall(prediction)
+    return parse_number(found[-1]) if found else None
+
+
+def _normalise_text(text: str) -> str:
+    text = text.strip().strip("*\"'` ").rstrip(".").strip()
+    return re.sub(r"\s+", " ", text).lower()
+
+
+def corrected_math_correct(prediction: str, gold_number: float | None, gold_answer: str) -> bool:
+    """Corrected math rule: numbers compared with a 1e-6 tolerance; non-numeric golds as text."""
+    if gold_number is not None:
+        pred = extract_number(prediction)
+        return pred is not None and math.isclose(pred, gold_number, rel_tol=1e-9, abs_tol=1e-6)
+    span = answer_span(prediction)
+    candidate = span.split("\n")[0] if span is not None else prediction
+    return _normalise_text(candidate) == _normalise_text(gold_answer)
+
+
+# --- BIG-Bench Hard --------------------------------------------------------------------------
+
+AUTHORS_BBH_PHRASE = "the answer is"
+CHOICE = re.compile(r"\([A-R]\)")
+
+
+def authors_bbh_cot_correct(prediction: str, target: str) -> bool:
+    """Faithful CoT rule: lowercase "the answer is" present and target a substring of what follows.
+
+    Case-sensitive, as in test_bbh.py: "The answer is" never matches.
+    """
+    if AUTHORS_BBH_PHRASE not in prediction:
+        return False
+    return target in prediction.split(AUTHORS_BBH_PHRASE, 1)[1]
+
+
+def authors_bbh_ao_correct(prediction: str, target: str) -> bool:
+    """Faithful answer-only rule: target is a substring of the whole output."""
+    return target in prediction
+
+
+def extract_bbh_answer(prediction: str, target: str | None = None) -> str:
+    """Corrected BBH extraction: the answer after "the answer is" (any case), else the first line.
+
+    For multiple-choice tasks (targets like "(B)") the first "(X)" in that span is taken, so
+    "(B) 12/25/1937." extracts to "(B)".
+    """
+    span = answer_span(prediction)
+    text = span if span is not None else prediction
+    text = text.strip().split("\n")[0]
+    if target is not None and CHOICE.fullmatch(target.strip()):
+        found = CHOICE.search(text)
+        if found:
+            return found.group()
+        bare = re.match(r"\s*([A-R])\b", text)
+        return f"({bare.group(1)})" if bare else text.strip()
+    # The answer ends at the sentence's full stop: "So the answer is 16. Q: ..." -> "16".
+    text = re.split(r"\.(?:\s|$)", text, maxsplit=1)[0]
+    return text.strip().strip("*\"'` ").rstrip(".").strip()
+
+
+def bbh_exact_correct(prediction: str, target: str) -> bool:
+    """Corrected rule: extracted answer equals the target (whitespace and case folded)."""
+    extracted = extract_bbh_answer(prediction, target)
+    return _normalise_text(extracted) == _normalise_text(target)
