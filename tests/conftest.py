@@ -22,6 +22,15 @@ def pytest_configure(config):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # Triton kernels run in the interpreter on CPU; the flag must be set before the first
+    # `import triton` anywhere in the process, so it is set here, at session start.
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            os.environ.setdefault("TRITON_INTERPRET", "1")
+    except ImportError:
+        pass
 
 
 @pytest.fixture(scope="session")
