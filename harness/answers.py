@@ -54,6 +54,19 @@ def authors_math_correct(prediction: str, gold_raw: str) -> bool:
     return gold is not None and pred is not None and pred == gold
 
 
+CONTINUATION = re.compile(r"(?:^|\s)(?:Q|Question):\s")
+
+
+def strip_continuation(prediction: str) -> str:
+    """Cut a generation where it starts a new exemplar ("Q: …" / "Question: …").
+
+    Models without a working stop sequence (T5 cannot emit the newlines lm-eval stops on) run
+    on into a made-up next question; its numbers must not count as the answer.
+    """
+    match = CONTINUATION.search(prediction)
+    return prediction[: match.start()] if match and match.start() > 0 else prediction
+
+
 def answer_span(prediction: str) -> str | None:
     """Text after the first "The answer is" (any case), or None when the phrase is absent.
 
@@ -65,7 +78,9 @@ def answer_span(prediction: str) -> str | None:
 
 
 def extract_number(prediction: str) -> float | None:
-    """Corrected extraction: first number after "The answer is", else the last number anywhere."""
+    """Corrected extraction: first number after "The answer is", else the last number before any
+    made-up continuation."""
+    prediction = strip_continuation(prediction)
     span = answer_span(prediction)
     if span is not None:
         found = NUMBER.search(span)
@@ -85,9 +100,7 @@ def corrected_math_correct(prediction: str, gold_number: float | None, gold_answ
     if gold_number is not None:
         pred = extract_number(prediction)
         return pred is not None and math.isclose(pred, gold_number, rel_tol=1e-9, abs_tol=1e-6)
-    span = answer_span(prediction)
-    candidate = span.split("\n")[0] if span is not None else prediction
-    return _normalise_text(candidate) == _normalise_text(gold_answer)
+    return _normalise_text(extract_text_answer(prediction)) == _normalise_text(gold_answer)
 
 
 # --- BIG-Bench Hard --------------------------------------------------------------------------
@@ -111,27 +124,54 @@ def authors_bbh_ao_correct(prediction: str, target: str) -> bool:
     return target in prediction
 
 
+def extract_text_answer(prediction: str) -> str:
+    """The first sentence after "the answer is" (any case), else of the first line."""
+    span = answer_span(prediction)
+    text = span if span is not None else prediction
+    text = strip_continuation(text.strip()).strip().split("\n")[0]
+    # The answer ends at the sentence's full stop: "So the answer is 16. Q: ..." -> "16".
+    text = re.split(r"\.(?:\s|$)", text, maxsplit=1)[0]
+    return text.strip().strip("*\"'` ").rstrip(".").strip()
+
+
 def extract_bbh_answer(prediction: str, target: str | None = None) -> str:
     """Corrected BBH extraction: the answer after "the answer is" (any case), else the first line.
 
     For multiple-choice tasks (targets like "(B)") the first "(X)" in that span is taken, so
     "(B) 12/25/1937." extracts to "(B)".
     """
-    span = answer_span(prediction)
-    text = span if span is not None else prediction
-    text = text.strip().split("\n")[0]
     if target is not None and CHOICE.fullmatch(target.strip()):
+        span = answer_span(prediction)
+        text = span if span is not None else prediction
+        text = strip_continuation(text.strip()).strip().split("\n")[0]
         found = CHOICE.search(text)
         if found:
             return found.group()
         bare = re.match(r"\s*([A-R])\b", text)
         return f"({bare.group(1)})" if bare else text.strip()
-    # The answer ends at the sentence's full stop: "So the answer is 16. Q: ..." -> "16".
-    text = re.split(r"\.(?:\s|$)", text, maxsplit=1)[0]
-    return text.strip().strip("*\"'` ").rstrip(".").strip()
+    return extract_text_answer(prediction)
 
 
 def bbh_exact_correct(prediction: str, target: str) -> bool:
     """Corrected rule: extracted answer equals the target (whitespace and case folded)."""
     extracted = extract_bbh_answer(prediction, target)
     return _normalise_text(extracted) == _normalise_text(target)
+
+
+# --- one verdict per item, as the tasks and replay scoring report it -------------------------
+
+
+def score_math(prediction: str, gold_raw: str, gold_number: float | None, gold_answer: str) -> dict[str, float]:
+    return {
+        "acc_faithful": float(authors_math_correct(prediction, gold_raw)),
+        "acc_corrected": float(corrected_math_correct(prediction, gold_number, gold_answer)),
+    }
+
+
+def score_bbh(prediction: str, target: str, protocol: str) -> dict[str, float]:
+    """protocol: "cot" (faithful = CoT substring rule) or "ao" (faithful = whole-output substring)."""
+    faithful = authors_bbh_cot_correct if protocol == "cot" else authors_bbh_ao_correct
+    return {
+        "acc_faithful": float(faithful(prediction, target)),
+        "acc_corrected": float(bbh_exact_correct(prediction, target)),
+    }

@@ -1,0 +1,254 @@
+"""One interface over the teacher and student tokenizers: ids, token strings and character offsets.
+
+Alignment needs three things from a tokenizer, whatever library it comes from:
+- the ids (what the student is trained on),
+- the token strings (what the authors' DTW compares: GPT strings with literal spaces, T5 pieces with `▁`),
+- character offsets into the original text (what the exact mode aligns on).
+
+Offsets here always *tile* the text: token k covers `text[start_k:end_k]`, `end_k == start_{k+1}`
+except where the tokenizer dropped whitespace (T5 drops leading/trailing whitespace). A T5 piece's
+span includes the whitespace its `▁` stands for (`▁Nat` covers " Nat", `▁The` after a newline covers
+"\nThe"). Pieces that NFKC normalisation invents (½ → `1`, `⁄`, `2`) may have empty spans.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Sequence
+
+SPIECE_MARKER = "▁"
+
+
+@dataclass(frozen=True)
+class Tokenized:
+    """A text's tokenization. `tokens[k]` is the vocabulary string of `ids[k]`."""
+
+    text: str
+    ids: tuple[int, ...]
+    tokens: tuple[str, ...]
+    starts: tuple[int, ...]
+    ends: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def surface(self, k: int) -> str:
+        return self.text[self.starts[k] : self.ends[k]]
+
+
+class Tokenizer(Protocol):
+    name: str
+
+    def encode(self, text: str) -> Tokenized: ...
+
+    def vocab(self) -> dict[str, int]: ...
+
+
+def _chars_before_byte(text: str) -> list[int] | None:
+    """`table[b]` = number of whole characters in the first b UTF-8 bytes (None for ASCII: identity)."""
+    if text.isascii():
+        return None
+    table = [0]
+    for i, ch in enumerate(text):
+        n = len(ch.encode("utf-8"))
+        table.extend([i] * (n - 1))
+        table.append(i + 1)
+    return table
+
+
+class TiktokenTokenizer:
+    """A tiktoken encoding (p50k_base = code-davinci-002, cl100k_base, r50k_base, gpt2), offline.
+
+    Token strings are the decoded bytes of each token (literal spaces, as the OpenAI API returns
+    them). A character split across tokens belongs to the token where its last byte lies.
+    """
+
+    def __init__(self, encoding: str = "p50k_base"):
+        from harness.config import setup_offline_tokenizers
+
+        setup_offline_tokenizers()
+        import tiktoken
+
+        self.name = f"tiktoken:{encoding}"
+        self.encoding = tiktoken.get_encoding(encoding)
+        self._vocab: dict[str, int] | None = None
+
+    def encode(self, text: str) -> Tokenized:
+        ids = self.encoding.encode(text, disallowed_special=())
+        raw = [self.encoding.decode_single_token_bytes(i) for i in ids]
+        table = _chars_before_byte(text)
+        starts, ends, tokens = [], [], []
+        pos = 0
+        for piece in raw:
+            nxt = pos + len(piece)
+            starts.append(pos if table is None else table[pos])
+            ends.append(nxt if table is None else table[nxt])
+            tokens.append(piece.decode("utf-8", errors="replace"))
+            pos = nxt
+        return Tokenized(text, tuple(ids), tuple(tokens), tuple(starts), tuple(ends))
+
+    def vocab(self) -> dict[str, int]:
+        if self._vocab is None:
+            out: dict[str, int] = {}
+            for i in range(self.encoding.n_vocab):
+                try:
+                    piece = self.encoding.decode_single_token_bytes(i)
+                except KeyError:
+                    continue
+                out.setdefault(piece.decode("utf-8", errors="replace"), i)
+            self._vocab = out
+        return self._vocab
+
+
+class SentencePieceTokenizer:
+    """The T5 / Flan-T5 SentencePiece model, read directly (ids identical to HF `T5Tokenizer`).
+
+    `vocab()` matches HF's 32,100 entries (32,000 pieces plus `<extra_id_0..99>`), which is the
+    vocabulary the authors' transfer rule checked membership against. `encode` adds no `</s>`.
+    """
+
+    def __init__(self, model_file: str | Path | None = None, extra_ids: int = 100):
+        import sentencepiece as spm
+
+        if model_file is None:
+            from harness.config import data_file
+
+            model_file = data_file("tokenizers/t5/spiece.model")
+        self.name = f"sentencepiece:{Path(model_file).name}"
+        self.model_file = str(model_file)
+        self.sp = spm.SentencePieceProcessor(model_file=self.model_file)
+        self.extra_ids = extra_ids
+        self._vocab: dict[str, int] | None = None
+        self._no_prefix = None
+        self.unk_id = self.sp.unk_id()
+        self.pad_id = self.sp.pad_id() if self.sp.pad_id() >= 0 else 0
+
+    def encode(self, text: str) -> Tokenized:
+        proto = self.sp.encode(text, return_type="proto")
+        table = _chars_before_byte(text)
+        ids, tokens, starts, ends = [], [], [], []
+        for p in proto.pieces:
+            ids.append(p.id)
+            tokens.append(self.sp.id_to_piece(p.id))
+            if table is None:
+                starts.append(p.begin)
+                ends.append(p.end)
+            else:
+                starts.append(table[p.begin])
+                ends.append(table[p.end])
+        return Tokenized(text, tuple(ids), tuple(tokens), tuple(starts), tuple(ends))
+
+    def vocab(self) -> dict[str, int]:
+        if self._vocab is None:
+            out = {self.sp.id_to_piece(i): i for i in range(self.sp.get_piece_size())}
+            n = self.sp.get_piece_size()
+            for k in range(self.extra_ids):
+                out[f"<extra_id_{k}>"] = n + self.extra_ids - 1 - k
+            self._vocab = out
+        return self._vocab
+
+    def piece(self, i: int) -> str:
+        return self.sp.id_to_piece(i)
+
+    @functools.lru_cache(maxsize=200_000)
+    def pieces_for(self, fragment: str, after_space: bool) -> tuple[int, ...]:
+        """How the student would spell `fragment` at a position after whitespace or inside a word.
+
+        After whitespace (or at the start) the usual encoder applies and the first piece carries `▁`;
+        inside a word the same model runs without its dummy-prefix `▁`. Whitespace-only fragments
+        give () (T5 folds them into the next piece's `▁`).
+        """
+        if after_space or fragment[:1].isspace():
+            return tuple(self.sp.encode(fragment))
+        return tuple(self._no_prefix_processor().encode(fragment))
+
+    def _no_prefix_processor(self):
+        if self._no_prefix is None:
+            import sentencepiece as spm
+            from sentencepiece import sentencepiece_model_pb2 as model_pb2
+
+            proto = model_pb2.ModelProto()
+            proto.ParseFromString(Path(self.model_file).read_bytes())
+            proto.normalizer_spec.add_dummy_prefix = False
+            self._no_prefix = spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
+        return self._no_prefix
+
+    # lru_cache on a method keeps `self` alive; there is one tokenizer per process, which is fine.
+    def __hash__(self) -> int:
+        return hash(self.model_file)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, SentencePieceTokenizer) and other.model_file == self.model_file
+
+
+class HFTokenizer:
+    """Any Hugging Face fast tokenizer (e.g. GPT-2 from the data dir's `tokenizers/gpt2/`).
+
+    Offsets come from `return_offsets_mapping` and are made to tile the text: a whitespace gap
+    before a token is given to that token (HF trims the space that a GPT `Ġ` or T5 `▁` stands for).
+    Token strings are the decoded text of each id (literal spaces, no `Ġ`).
+    """
+
+    def __init__(self, tokenizer):
+        self.tok = tokenizer
+        self.name = f"hf:{getattr(tokenizer, 'name_or_path', type(tokenizer).__name__)}"
+
+    @classmethod
+    def gpt2(cls) -> "HFTokenizer":
+        from transformers import GPT2TokenizerFast
+
+        from harness.config import data_file
+
+        import json
+
+        folder = data_file("tokenizers/gpt2")
+        vocab = json.loads((folder / "encoder.json").read_text(encoding="utf-8"))
+        lines = (folder / "vocab.bpe").read_text(encoding="utf-8").split("\n")[1:]  # first line: version
+        merges = [tuple(line.split()) for line in lines if line.strip()]
+        tok = GPT2TokenizerFast(vocab=vocab, merges=merges)
+        tok.name_or_path = "gpt2"
+        return cls(tok)
+
+    def encode(self, text: str) -> Tokenized:
+        enc = self.tok(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids = list(enc["input_ids"])
+        starts, ends = [], []
+        prev = 0
+        for s, e in enc["offset_mapping"]:
+            if s > prev and text[prev:s].isspace():
+                s = prev
+            s = max(s, prev)
+            e = max(e, s)
+            starts.append(s)
+            ends.append(e)
+            prev = e
+        tokens = [self.tok.decode([i]) for i in ids]
+        return Tokenized(text, tuple(ids), tuple(tokens), tuple(starts), tuple(ends))
+
+    def vocab(self) -> dict[str, int]:
+        return dict(self.tok.get_vocab())
+
+
+def load_tokenizer(spec: str):
+    """`tiktoken:p50k_base`, `t5` (the data dir's spiece.model), `spm:/path/model`, `hf-gpt2`, `hf:/path`."""
+    if spec.startswith("tiktoken:"):
+        return TiktokenTokenizer(spec.split(":", 1)[1])
+    if spec in ("p50k_base", "cl100k_base", "r50k_base", "gpt2"):
+        return TiktokenTokenizer(spec)
+    if spec == "t5":
+        return SentencePieceTokenizer()
+    if spec.startswith("spm:"):
+        return SentencePieceTokenizer(spec.split(":", 1)[1])
+    if spec == "hf-gpt2":
+        return HFTokenizer.gpt2()
+    if spec.startswith("hf:"):
+        from transformers import AutoTokenizer
+
+        return HFTokenizer(AutoTokenizer.from_pretrained(spec.split(":", 1)[1]))
+    raise ValueError(f"unknown tokenizer {spec!r}: use tiktoken:<encoding>, t5, spm:<model file>, hf-gpt2 or hf:<path>")
+
+
+def token_strings(tokenized: Tokenized | Sequence[str]) -> list[str]:
+    return list(tokenized.tokens) if isinstance(tokenized, Tokenized) else list(tokenized)

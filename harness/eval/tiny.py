@@ -1,0 +1,63 @@
+"""A small randomly initialised T5 with the real T5 tokenizer, for offline pipeline checks.
+
+Flan-T5 weights cannot be fetched everywhere (CI has no hub access); this model exercises the
+same code path — SentencePiece tokenizer, seq2seq generation, lm-eval — in seconds on a CPU.
+Its accuracies are meaningless: every report built on it says so.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from harness.config import data_file, default_cache_dir
+
+TINY_NAMES = ("tiny", "tiny-random-t5")
+TINY_VERSION = "tiny-t5-v1"  # bump when the architecture below changes
+
+
+def tiny_model_dir() -> Path:
+    root = os.environ.get("SPEC_CACHE_DIR")
+    base = Path(root) if root else default_cache_dir().parent
+    return base / "models" / TINY_VERSION
+
+
+def build_tiny_t5(out_dir: Path | None = None, seed: int = 0, data_dir=None) -> Path:
+    """Build (once) and return the folder of the tiny T5; the write is atomic (temp dir + rename)."""
+    out_dir = Path(out_dir or tiny_model_dir())
+    if (out_dir / "config.json").exists():
+        return out_dir
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration, T5TokenizerFast
+
+    tokenizer = T5TokenizerFast(vocab_file=str(data_file("tokenizers/t5/spiece.model", data_dir)))
+    config = T5Config(
+        vocab_size=32128,  # Flan-T5's padded vocabulary (32,100 pieces incl. <extra_id_*>)
+        d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4,
+        feed_forward_proj="gated-gelu", tie_word_embeddings=False,
+        # transformers 5's T5Config() has no decoder_start_token_id; T5 uses pad (0) / eos (1).
+        decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
+    )
+    torch.manual_seed(seed)
+    model = T5ForConditionalGeneration(config)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def resolve_model(name_or_path: str, data_dir=None) -> tuple[str, bool]:
+    """Map the CLI's model argument to (path or hub id, is_pipeline_check)."""
+    if name_or_path == "tiny":
+        return str(build_tiny_t5(data_dir=data_dir)), True
+    if name_or_path == "tiny-random-t5":
+        return str(data_file("models/tiny-random-t5", data_dir)), True
+    return name_or_path, False
