@@ -113,7 +113,7 @@ def eval_command(
     limit: Optional[float] = typer.Option(None, help="Items per task (an int) or a fraction (<1)."),
     batch_size: int = typer.Option(8),
     device: Optional[str] = typer.Option(None, help="e.g. cuda:0, cpu (default: lm-eval's choice)."),
-    max_length: int = typer.Option(2048, help="Encoder context for T5 (lm-eval's default of 512 left-truncates long prompts)."),
+    max_length: Optional[int] = typer.Option(None, help="Context length; default 4096 for T5-style models (lm-eval's 512 would left-truncate spec prompts)."),
     max_gen_toks: Optional[int] = typer.Option(None, help="Override the tasks' 256 new tokens."),
     split_mode: Optional[str] = typer.Option(None, help="faithful | clean (default: each task's own)."),
     base_prompt: Optional[str] = typer.Option(None, help="cot_base tasks: complex | original | simple | random | direct."),

@@ -21,35 +21,47 @@ _BIG = np.int64(1) << np.int64(62)
 
 def cost_matrix(teacher_tokens: Sequence[str], student_tokens: Sequence[str]) -> np.ndarray:
     """int32 [n, m] Levenshtein costs between ' '-stripped teacher and '▁'-stripped student strings."""
+    small, t_codes, s_codes = _distinct_costs(teacher_tokens, student_tokens)
+    return small[t_codes[:, None], s_codes[None, :]]
+
+
+def _distinct_costs(teacher_tokens: Sequence[str], student_tokens: Sequence[str]):
+    """Costs between distinct strings only (a CoT repeats ' the', '.', numbers) plus index codes."""
     from rapidfuzz.distance import Levenshtein
     from rapidfuzz.process import cdist
 
-    t_norm = [t.replace(" ", "") for t in teacher_tokens]
-    s_norm = [s.replace("▁", "") for s in student_tokens]
-    t_uniq, t_inv = _unique(t_norm)
-    s_uniq, s_inv = _unique(s_norm)
+    t_uniq, t_codes = _distinct(teacher_tokens, " ")
+    s_uniq, s_codes = _distinct(student_tokens, "▁")
     small = cdist(t_uniq, s_uniq, scorer=Levenshtein.distance, dtype=np.int32, workers=1)
-    return small[t_inv[:, None], s_inv[None, :]]
+    return small, np.array(t_codes, dtype=np.int64), np.array(s_codes, dtype=np.int64)
 
 
-def _unique(strings: list[str]) -> tuple[list[str], np.ndarray]:
+def _distinct(tokens: Sequence[str], marker: str) -> tuple[list[str], list[int]]:
+    """Distinct tokens with `marker` removed, and each token's index among them."""
     index: dict[str, int] = {}
-    inverse = np.fromiter((index.setdefault(s, len(index)) for s in strings), dtype=np.int64, count=len(strings))
-    return list(index), inverse
+    codes = [index.setdefault(token, len(index)) for token in tokens]
+    return [token.replace(marker, "") for token in index], codes
 
 
-def _dtw_path_py(cost):  # numba compiles this; kept importable for debugging without numba
-    n, m = cost.shape
-    D = np.full((n + 1, m + 1), _BIG, dtype=np.int64)
+def _dtw_path_py(small, t_codes, s_codes):  # numba compiles this; runs as plain Python too
+    """DTW over cost(i, j) = small[t_codes[i], s_codes[j]] and the authors' greedy backtracking.
+
+    Returns the path (teacher indices, student indices, from the last cell to (0, 0)) and, per
+    student token, its only teacher index on the path or -1 when it has several.
+    """
+    n = t_codes.shape[0]
+    m = s_codes.shape[0]
+    D = np.full((n + 1, m + 1), _BIG, dtype=np.int64)  # int32 costs summed in int64
     D[0, 0] = 0
     for i in range(n):
+        row = small[t_codes[i]]
         for j in range(m):
             best = D[i, j + 1]
             if D[i + 1, j] < best:
                 best = D[i + 1, j]
             if D[i, j] < best:
                 best = D[i, j]
-            D[i + 1, j + 1] = cost[i, j] + best
+            D[i + 1, j + 1] = row[s_codes[j]] + best
     path_i = np.empty(n + m, dtype=np.int64)
     path_j = np.empty(n + m, dtype=np.int64)
     k = 0
@@ -61,7 +73,7 @@ def _dtw_path_py(cost):  # numba compiles this; kept importable for debugging wi
         diag = D[i, j] if (i > 0 and j > 0) else _BIG
         up = D[i, j + 1] if i > 0 else _BIG
         left = D[i + 1, j] if j > 0 else _BIG
-        if diag <= up and diag <= left:
+        if diag <= up and diag <= left:  # np.argmin order: diagonal, up, left
             i -= 1
             j -= 1
         elif up <= left:
@@ -71,20 +83,33 @@ def _dtw_path_py(cost):  # numba compiles this; kept importable for debugging wi
     path_i[k] = 0
     path_j[k] = 0
     k += 1
-    return path_i[:k], path_j[:k]
+    single = np.full(m, -1, dtype=np.int64)
+    count = np.zeros(m, dtype=np.int64)
+    for p in range(k):
+        count[path_j[p]] += 1
+        single[path_j[p]] = path_i[p]
+    for jj in range(m):
+        if count[jj] != 1:
+            single[jj] = -1
+    return path_i[:k], path_j[:k], single
 
 
 _dtw_path_compiled = None
 
 
-def dtw_path(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The authors' greedy DTW path, as (teacher indices, student indices) from the end to (0, 0)."""
+def _compiled():
     global _dtw_path_compiled
     if _dtw_path_compiled is None:
         import numba
 
         _dtw_path_compiled = numba.njit(cache=True, nogil=True)(_dtw_path_py)
-    return _dtw_path_compiled(np.ascontiguousarray(cost, dtype=np.int64))
+    return _dtw_path_compiled
+
+
+def dtw_path(teacher_tokens: Sequence[str], student_tokens: Sequence[str]):
+    """(path teacher indices, path student indices, single teacher index per student or -1)."""
+    small, t_codes, s_codes = _distinct_costs(teacher_tokens, student_tokens)
+    return _compiled()(small, t_codes, s_codes)
 
 
 def dtw_mapping(teacher_tokens: Sequence[str], student_tokens: Sequence[str]) -> list[list[int]]:
@@ -92,7 +117,7 @@ def dtw_mapping(teacher_tokens: Sequence[str], student_tokens: Sequence[str]) ->
     n, m = len(teacher_tokens), len(student_tokens)
     if n == 0 or m == 0:
         raise AlignmentError(f"cannot run DTW on {n} teacher and {m} student tokens")
-    path_i, path_j = dtw_path(cost_matrix(teacher_tokens, student_tokens))
+    path_i, path_j, _ = dtw_path(teacher_tokens, student_tokens)
     mapping: list[list[int]] = [[] for _ in range(m)]
     for i, j in zip(path_i.tolist(), path_j.tolist()):
         mapping[j].append(i)
@@ -107,28 +132,52 @@ def align_faithful_fast(
     framing: str = "none",
 ) -> list[dict[str, float]]:
     """Drop-in replacement for `align_faithful_oracle` (identical output, tested by property tests)."""
+    return align_faithful_detailed(teacher_tokens, candidates, student_tokens, student_vocab, framing)[0]
+
+
+def align_faithful_detailed(
+    teacher_tokens: Sequence[str],
+    candidates: Sequence[Sequence[tuple[str, float]]],
+    student_tokens: Sequence[str],
+    student_vocab: Mapping[str, int],
+    framing: str = "none",
+) -> tuple[list[dict[str, float]], list[bool]]:
+    """The targets plus, per student token, whether the 1:1 transfer branch produced it."""
     teacher_tokens, candidates = check_and_strip(teacher_tokens, candidates, framing)
     m = len(student_tokens)
     if m == 0:
-        return []
+        return [], []
     if not teacher_tokens:
         raise AlignmentError(f"cannot run DTW on 0 teacher and {m} student tokens")
-    path_i, path_j = dtw_path(cost_matrix(teacher_tokens, student_tokens))
-    counts = np.bincount(path_j, minlength=m)
-    single = np.zeros(m, dtype=np.int64)
-    single[path_j] = path_i  # meaningful only where counts == 1
-    counts_l, single_l = counts.tolist(), single.tolist()
-    out: list[dict[str, float]] = []
-    for j, student in enumerate(student_tokens):
-        if counts_l[j] == 1:
-            i = single_l[j]
-            if student == teacher_tokens[i].replace(" ", "▁"):
-                target: dict[str, float] = {}
-                for token, prob in candidates[i]:
-                    converted = token.replace(" ", "▁")
-                    if converted not in target and converted in student_vocab:
-                        target[converted] = prob
-                out.append(target)
-                continue
-        out.append({student: 1.0})
-    return out
+    single = dtw_path(teacher_tokens, student_tokens)[2].tolist()
+    out: list[dict[str, float]] = [{student: 1.0} for student in student_tokens]
+    derived = [False] * m
+    converted_of = _converter(student_vocab)
+    for j, i in enumerate(single):
+        if i < 0 or student_tokens[j] != teacher_tokens[i].replace(" ", "▁"):
+            continue
+        target: dict[str, float] = {}
+        for token, prob in candidates[i]:
+            converted = converted_of.get(token, _MISSING)
+            if converted is _MISSING:
+                converted = token.replace(" ", "▁")
+                converted = converted if converted in student_vocab else None
+                converted_of[token] = converted
+            if converted is not None and converted not in target:
+                target[converted] = prob
+        out[j] = target
+        derived[j] = True
+    return out, derived
+
+
+_MISSING = object()
+_CONVERTERS: dict[int, tuple[object, dict]] = {}
+
+
+def _converter(vocab: Mapping[str, int]) -> dict:
+    """Per-vocabulary memo: teacher token → its '▁' spelling if in the vocabulary, else None."""
+    entry = _CONVERTERS.get(id(vocab))
+    if entry is None or entry[0] is not vocab or len(entry[1]) > 1_000_000:
+        entry = (vocab, {})
+        _CONVERTERS[id(vocab)] = entry
+    return entry[1]

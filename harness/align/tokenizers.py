@@ -13,7 +13,6 @@ span includes the whitespace its `▁` stands for (`▁Nat` covers " Nat", `▁T
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -122,6 +121,8 @@ class SentencePieceTokenizer:
         self.extra_ids = extra_ids
         self._vocab: dict[str, int] | None = None
         self._no_prefix = None
+        self._spelled_after_space: dict[str, tuple[int, ...]] = {}
+        self._spelled_in_word: dict[str, tuple[int, ...]] = {}
         self.unk_id = self.sp.unk_id()
         self.pad_id = self.sp.pad_id() if self.sp.pad_id() >= 0 else 0
 
@@ -152,17 +153,24 @@ class SentencePieceTokenizer:
     def piece(self, i: int) -> str:
         return self.sp.id_to_piece(i)
 
-    @functools.lru_cache(maxsize=200_000)
     def pieces_for(self, fragment: str, after_space: bool) -> tuple[int, ...]:
         """How the student would spell `fragment` at a position after whitespace or inside a word.
 
         After whitespace (or at the start) the usual encoder applies and the first piece carries `▁`;
         inside a word the same model runs without its dummy-prefix `▁`. Whitespace-only fragments
-        give () (T5 folds them into the next piece's `▁`).
+        give () (T5 folds them into the next piece's `▁`). Memoised: teachers repeat their tokens.
         """
-        if after_space or fragment[:1].isspace():
-            return tuple(self.sp.encode(fragment))
-        return tuple(self._no_prefix_processor().encode(fragment))
+        cache = self._spelled_after_space if after_space else self._spelled_in_word
+        found = cache.get(fragment)
+        if found is None:
+            if after_space or fragment[:1].isspace():
+                found = tuple(self.sp.encode(fragment))
+            else:
+                found = tuple(self._no_prefix_processor().encode(fragment))
+            if len(cache) > 500_000:
+                cache.clear()
+            cache[fragment] = found
+        return found
 
     def _no_prefix_processor(self):
         if self._no_prefix is None:
@@ -174,13 +182,6 @@ class SentencePieceTokenizer:
             proto.normalizer_spec.add_dummy_prefix = False
             self._no_prefix = spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
         return self._no_prefix
-
-    # lru_cache on a method keeps `self` alive; there is one tokenizer per process, which is fine.
-    def __hash__(self) -> int:
-        return hash(self.model_file)
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, SentencePieceTokenizer) and other.model_file == self.model_file
 
 
 class HFTokenizer:

@@ -20,6 +20,7 @@ from harness.manifest import run_manifest
 from harness.records import atomic_write
 
 BBH_PREFIXES = ("bbh_cot_spec_", "bbh_ao_spec_faithful_", "bbh_ao_spec_")
+SEQ2SEQ_MAX_LENGTH = 4096
 PIPELINE_CHECK_NOTE = "PIPELINE CHECK: the model has random weights; these numbers test the plumbing and are not results."
 
 
@@ -30,7 +31,10 @@ class EvalConfig:
     limit: float | None = None
     batch_size: int = 8
     device: str | None = None
-    max_length: int = 2048  # T5 truncates to 512 by default in lm-eval; Flan-T5 was trained with 2048
+    # Encoder context for seq2seq (T5) models. lm-eval would use T5's 512 and left-truncate; the
+    # authors never truncated, and the longest spec prompt is 2,382 T5 tokens (8-shot complex).
+    # None: SEQ2SEQ_MAX_LENGTH for encoder-decoder models, lm-eval's default for decoder-only ones.
+    max_length: int | None = None
     max_gen_toks: int | None = None
     split_mode: str | None = None
     base_prompt: str | None = None
@@ -46,6 +50,12 @@ def _metadata(cfg: EvalConfig) -> dict:
     if cfg.base_prompt:
         meta["base_prompt"] = cfg.base_prompt
     return meta
+
+
+def is_encoder_decoder(model_path: str) -> bool:
+    from transformers import AutoConfig
+
+    return bool(getattr(AutoConfig.from_pretrained(model_path), "is_encoder_decoder", False))
 
 
 def bbh_subtask(task_name: str) -> tuple[str, str] | None:
@@ -92,7 +102,10 @@ def run(cfg: EvalConfig) -> dict:
     root = data_dir()
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model_path, pipeline_check = resolve_model(cfg.model)
-    model_args = {"pretrained": model_path, "max_length": cfg.max_length, **cfg.extra_model_args}
+    model_args = {"pretrained": model_path, **cfg.extra_model_args}
+    max_length = cfg.max_length or (SEQ2SEQ_MAX_LENGTH if is_encoder_decoder(model_path) else None)
+    if max_length:
+        model_args["max_length"] = max_length
     gen_kwargs = {"max_gen_toks": cfg.max_gen_toks} if cfg.max_gen_toks else None
     manager = TaskManager(include_path=str(TASKS_DIR), metadata=_metadata(cfg) or None)
     safe_name = re.sub(r"[^A-Za-z0-9_.-]+", "__", cfg.model)
@@ -126,7 +139,7 @@ def run(cfg: EvalConfig) -> dict:
     if pipeline_check:
         summary["note"] = PIPELINE_CHECK_NOTE
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
-    summary["manifest"] = run_manifest(root, ("gsm8k", "multiarith", "asdiv", "svamp", "bbh", "prompts"), config=config, model_path=model_path)
+    summary["manifest"] = run_manifest(root, ("gsm8k", "multiarith", "asdiv", "svamp", "bbh", "prompts"), config=config, model_args=model_args)
     summary["output_dir"] = str(out_dir)
     with atomic_write(out_dir / "summary.json") as handle:
         json.dump(summary, handle, indent=1)

@@ -15,7 +15,7 @@ from pathlib import Path
 from harness.config import data_file, default_cache_dir
 
 TINY_NAMES = ("tiny", "tiny-random-t5")
-TINY_VERSION = "tiny-t5-v1"  # bump when the architecture below changes
+TINY_VERSION = "tiny-t5-v2"  # bump when the architecture below changes
 
 
 def tiny_model_dir() -> Path:
@@ -30,9 +30,11 @@ def build_tiny_t5(out_dir: Path | None = None, seed: int = 0, data_dir=None) -> 
     if (out_dir / "config.json").exists():
         return out_dir
     import torch
-    from transformers import T5Config, T5ForConditionalGeneration, T5TokenizerFast
+    from transformers import T5Config, T5ForConditionalGeneration
 
-    tokenizer = T5TokenizerFast(vocab_file=str(data_file("tokenizers/t5/spiece.model", data_dir)))
+    from harness import t5_tokenizer
+
+    tokenizer = t5_tokenizer.load(data_dir)
     config = T5Config(
         vocab_size=32128,  # Flan-T5's padded vocabulary (32,100 pieces incl. <extra_id_*>)
         d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4,

@@ -1,12 +1,11 @@
-"""Input builders and per-dtype tolerances for the kernel tests.
+"""Input builders and per-dtype tolerances shared by the kernel tests (imported, not a conftest).
 
-TRITON_INTERPRET=1 is set by tests/conftest.py before triton is imported; shapes here are small
+TRITON_INTERPRET=1 is set by tests/conftest.py before triton is imported; shapes are small
 because the interpreter runs every program in Python.
 """
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 # Loss: the kernel accumulates in fp32 from the same (rounded) logits the fp64 oracle sees.
@@ -42,8 +41,3 @@ def assert_grad_close(got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype)
     tol = GRAD_RTOL[dtype] * want.abs().max().clamp(min=1e-12)
     err = (got - want).abs().max()
     assert err <= tol, f"max grad error {err:.3e} > {tol:.3e}"
-
-
-@pytest.fixture
-def inputs():
-    return make_inputs
