@@ -19,4 +19,7 @@ done
 [ -x .venv/bin/python ] || $UV venv --quiet --python "${VENV_PYTHON:-3.11}" .venv
 $UV pip install --quiet --python .venv/bin/python "${links[@]}" -r containers/requirements-cpu.lock
 $UV pip install --quiet --python .venv/bin/python --no-deps -e .
+# Let the plain `lm_eval --tasks gsm8k_cot_spec …` command find this repo's tasks (reversible:
+# `.venv/bin/python -m harness tasks uninstall`).
+.venv/bin/python -m harness tasks install
 .venv/bin/python -c "import torch, transformers, lm_eval, triton; print('setup ok: torch', torch.__version__, '| transformers', transformers.__version__, '| triton', triton.__version__)"
