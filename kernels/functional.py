@@ -38,14 +38,12 @@ def use_triton(device: torch.device, backend: str) -> bool:
 
 def _flatten(logits, ids, probs, mask):
     v, k = logits.shape[-1], ids.shape[-1]
-    if ids.shape[:-1] != logits.shape[:-1] or probs.shape != ids.shape:
-        raise ValueError(
-            f"leading dims must match: logits {tuple(logits.shape)}, ids {tuple(ids.shape)}, probs {tuple(probs.shape)}"
-        )
+    if ids.shape[:-1] != logits.shape[:-1]:
+        raise ValueError(f"ids leading dims {tuple(ids.shape[:-1])} must equal logits leading dims {tuple(logits.shape[:-1])}")
     if mask is not None and mask.shape != logits.shape[:-1]:
         raise ValueError(f"mask shape {tuple(mask.shape)} must equal logits leading dims {tuple(logits.shape[:-1])}")
     flat_mask = None if mask is None else mask.reshape(-1)
-    return logits.reshape(-1, v), ids.reshape(-1, k), probs.reshape(-1, k), flat_mask
+    return logits.reshape(-1, v), ids.reshape(-1, k), probs.reshape(-1, probs.shape[-1]), flat_mask
 
 
 def sparse_topk_kl(

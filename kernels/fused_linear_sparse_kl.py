@@ -89,7 +89,10 @@ def fused_linear_sparse_kl_forward(
 
 
 class FusedLinearSparseTopKKLFunction(torch.autograd.Function):
-    """Gradients are computed in forward; backward scales them by the (scalar) grad_output."""
+    """Gradients are computed in forward; backward scales them by the (scalar) grad_output.
+
+    Only hidden, weight and bias receive gradients; the teacher ids/probs are constants.
+    """
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, ids, probs, mask, ignore_index, temperature, reduction, variant, chunk_size, triton, block_v):
@@ -103,10 +106,11 @@ class FusedLinearSparseTopKKLFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         gh, gw, gb = ctx.saved_tensors
-        go = grad_out.float()
-        gh = (gh * go).to(gh.dtype)
-        gw = (gw * go).to(gw.dtype)
-        gb = None if gb is None else (gb * go).to(gb.dtype)
+        if not torch.equal(grad_out, torch.ones_like(grad_out)):  # skip two [.., d] copies when it is 1
+            go = grad_out.float()
+            gh = (gh * go).to(gh.dtype)
+            gw = (gw * go).to(gw.dtype)
+            gb = None if gb is None else (gb * go).to(gb.dtype)
         return gh, gw, gb, None, None, None, None, None, None, None, None, None, None
 
 

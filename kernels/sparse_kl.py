@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .reference import REDUCTIONS, VARIANTS, check_inputs  # noqa: F401  (check_inputs re-exported)
+from .reference import REDUCTIONS, VARIANTS
 
 VARIANT_CODE = {"corrected": 0, "faithful": 1}
 
@@ -70,10 +70,10 @@ def _sparse_kl_fwd_kernel(
         d = d * tl.exp(m - m_safe) + tl.sum(tl.exp(x - m_safe), axis=0)
         m = m_new
     m_safe = tl.where(m == float("-inf"), 0.0, m)
-    lse = m_safe + tl.log(d)  # -inf iff the whole row is -inf
+    lse = tl.where(d > 0.0, m_safe + tl.log(tl.where(d > 0.0, d, 1.0)), float("-inf"))  # -inf iff the row is all -inf
 
     z_k = tl.load(z_row + ids, mask=keep, other=float("-inf")).to(tl.float32) * inv_t
-    logq = tl.where(z_k == float("-inf"), float("-inf"), z_k - lse)
+    logq = tl.where(z_k == float("-inf"), float("-inf"), z_k - tl.where(lse == float("-inf"), 0.0, lse))
     q = tl.exp(logq)
 
     # Duplicate ids: merged[k] = total mass of ids[k]; first[k] marks its first occurrence.
@@ -124,7 +124,7 @@ def _sparse_kl_bwd_kernel(
     """One program per row: grad[j] = scale/T * (C softmax(z/T)_j - c_j), written for every j.
 
     Pointers: logits [N, V] and grad [N, V] (may be the same buffer: each tile is read before it is
-    overwritten, and the K teacher logits are gathered before the dense pass), ids/coef [N, K],
+    overwritten, and the K teacher logits are gathered, behind a barrier, before the dense pass), ids/coef [N, K],
     lse/csum [N] fp32 from the forward, scale [N] fp32 with stride `scale_stride` (0 for a scalar
     grad_output). Constexprs: BLOCK_V, BLOCK_K. The dense pass writes C*q everywhere; after a block
     barrier the K fix-up entries (first occurrences with c != 0) overwrite their columns.
@@ -143,6 +143,8 @@ def _sparse_kl_bwd_kernel(
     c = tl.load(coef_ptr + row * coef_stride + kk, mask=in_k, other=0.0)
     fix = in_k & (c != 0.0)
     z_k = tl.load(z_row + ids, mask=fix, other=float("-inf")).to(tl.float32) * inv_t
+    # In place, other warps' dense stores below may hit these K columns: gather first, then sync.
+    tl.debug_barrier()
 
     offs = tl.arange(0, BLOCK_V)
     for start in range(0, V, BLOCK_V):

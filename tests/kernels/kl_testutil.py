@@ -17,7 +17,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def make_inputs(n, v, k, *, dtype=torch.float32, id_dtype=torch.int64, device=DEVICE, scale=4.0,
-                pad_frac=0.2, dup=True, mass=0.9, mask_frac=0.2, seed=0):
+                pad_frac=0.2, dup=True, mass=0.9, mask_frac=0.2, empty_row=True, seed=0):
     """Random logits/ids/probs/mask with padding, duplicate ids, sub-unit mass and masked rows."""
     g = torch.Generator().manual_seed(seed)
     logits = (torch.randn(n, v, generator=g) * scale).to(dtype)
@@ -26,7 +26,7 @@ def make_inputs(n, v, k, *, dtype=torch.float32, id_dtype=torch.int64, device=DE
         ids[1, 1] = ids[1, 0]  # a duplicate pair
     pad = torch.rand(n, k, generator=g) < pad_frac
     ids = torch.where(pad, torch.full_like(ids, -100), ids)
-    if n > 2:
+    if empty_row and n > 2:
         ids[2, :] = -100  # a row whose K entries are all padding
     probs = torch.rand(n, k, generator=g)
     probs = probs / probs.sum(-1, keepdim=True) * mass

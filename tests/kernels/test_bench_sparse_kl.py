@@ -1,0 +1,113 @@
+"""pytest-benchmark microbenchmarks (run once, untimed, under the default --benchmark-disable).
+
+CPU: the sparse reference vs the authors' dense-target formula at a small shape (they must also
+agree, so the benchmark cannot pass on wrong numbers). GPU: the Triton kernel vs eager.
+`python -m kernels.bench` is the full sweep; its no-GPU path and its report rendering are tested here.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from kl_testutil import make_inputs
+
+from kernels import authors_dense_kl, dense_target_from_topk, sparse_topk_kl, sparse_topk_kl_reference
+from kernels import bench
+from kernels.reference import eager_sparse_kl
+
+N, V, K = 256, 4096, 5
+
+
+def _fwd_bwd(loss_fn, logits):
+    def run():
+        z = logits.detach().requires_grad_(True)
+        loss = loss_fn(z)
+        loss.backward()
+        return loss.detach(), z.grad
+
+    return run
+
+
+@pytest.fixture
+def cpu_inputs():
+    logits, ids, probs, mask = make_inputs(N, V, K, pad_frac=0.0, dup=False, mask_frac=0.0, empty_row=False)
+    return logits, ids, probs
+
+
+def test_bench_cpu_sparse_reference(benchmark, cpu_inputs):
+    logits, ids, probs = cpu_inputs
+    loss, grad = benchmark(_fwd_bwd(lambda z: sparse_topk_kl_reference(z, ids, probs, variant="faithful"), logits))
+    want = authors_dense_kl(logits, dense_target_from_topk(ids, probs, V))
+    torch.testing.assert_close(loss, want, atol=1e-5, rtol=1e-5)
+    assert torch.isfinite(grad).all()
+
+
+def test_bench_cpu_dense_authors(benchmark, cpu_inputs):
+    logits, ids, probs = cpu_inputs
+    loss, grad = benchmark(_fwd_bwd(lambda z: authors_dense_kl(z, dense_target_from_topk(ids, probs, V)), logits))
+    want = sparse_topk_kl_reference(logits, ids, probs, variant="faithful")
+    torch.testing.assert_close(loss, want, atol=1e-5, rtol=1e-5)
+    assert torch.isfinite(grad).all()
+
+
+def test_bench_cpu_eager(benchmark, cpu_inputs):
+    logits, ids, probs = cpu_inputs
+    loss, _ = benchmark(_fwd_bwd(lambda z: eager_sparse_kl(z, ids, probs), logits))
+    torch.testing.assert_close(loss, sparse_topk_kl_reference(logits, ids, probs), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("provider", ["triton_inplace", "eager"])
+def test_bench_gpu(benchmark, provider):
+    logits, ids, probs, _ = make_inputs(16384, 32128, 5, dtype=torch.bfloat16, device="cuda", pad_frac=0.0, dup=False, mask_frac=0.0, empty_row=False)
+    if provider == "triton_inplace":
+        def fn(z):
+            return sparse_topk_kl(z, ids, probs, inplace=True, validate=False)
+    else:
+        def fn(z):
+            return eager_sparse_kl(z, ids, probs)
+    z = logits.requires_grad_(True)
+
+    def run():
+        z.grad = None
+        fn(z).backward()
+        torch.cuda.synchronize()
+
+    benchmark(run)
+    assert torch.isfinite(z.grad).all()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU path")
+def test_bench_script_without_gpu_writes_pending_readme(tmp_path, capsys):
+    assert bench.main(["--out", str(tmp_path)]) == 0
+    text = (tmp_path / "README.md").read_text()
+    assert "pending" in text and "nox -s kernel-bench" in text and "Targets" in text
+    assert "no CUDA GPU" in capsys.readouterr().err
+    (tmp_path / "README.md").write_text("# measured results\n")
+    bench.main(["--out", str(tmp_path)])
+    assert (tmp_path / "README.md").read_text() == "# measured results\n", "measured results must not be overwritten"
+
+
+def test_bytes_moved_counts_three_passes_over_logits():
+    n, v, k = 16384, 32128, 5
+    got = bench.bytes_moved(n, v, k, elem=2, id_elem=8)
+    assert got == 3 * n * v * 2 + n * k * (16 + 4 + 8 + 4) + 24 * n
+
+
+def test_render_markdown_from_synthetic_result():
+    row = dict(kind="loss", N=16384, V=32128, K=5, dtype="bfloat16", median_ms=1.0, p20_ms=0.9, p80_ms=1.1,
+               peak_extra_bytes=10, peak_extra_over_logits=0.01, bytes_moved=bench.bytes_moved(16384, 32128, 5, 2))
+    result = {
+        "meta": {"gpu": "X", "versions": {"torch": "t", "triton": "tr", "liger_kernel": None}, "git_commit": "abc",
+                 "timestamp": "now", "copy_bandwidth_bytes_per_s": 3.0e12},
+        "loss": [dict(row, provider="eager", median_ms=4.0), dict(row, provider="triton_inplace"),
+                 {"kind": "loss", "N": 65536, "V": 131072, "K": 5, "provider": "eager", "skipped": "skipped: out of memory"}],
+        "fused_linear": [{"kind": "fused_linear", "N": 1, "d": 2, "V": 3, "K": 5, "provider": "eager_matmul", "median_ms": 1.0,
+                          "p20_ms": 1.0, "p80_ms": 1.0, "peak_extra_bytes": 2**20}],
+    }
+    md = bench.render_markdown(result)
+    assert "| 16384 | 32128 | 5 | triton_inplace | 1.000 |" in md
+    assert "4.00x" in md  # eager 4 ms / 1 ms
+    frac = 100 * row["bytes_moved"] / 1e-3 / 3.0e12
+    assert f"| {frac:.0f} |" in md
+    assert "out of memory" in md and "Targets" in md
