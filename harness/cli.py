@@ -95,8 +95,6 @@ def tasks_status():
 @tasks_app.command("list")
 def tasks_list():
     """List the spec task and group names (from tasks/*.yaml)."""
-    import yaml  # noqa: F401  (names are read without resolving !function tags)
-
     from harness.config import TASKS_DIR
 
     for path in sorted(TASKS_DIR.glob("*.yaml")):
