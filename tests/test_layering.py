@@ -1,0 +1,55 @@
+"""Import rules: the core imports no stage, a stage imports no other stage, `kernels` never
+imports `harness`, and within `harness` only the eval stage imports lm_eval."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CORE = {"config", "records", "answers", "templates", "manifest", "t5_tokenizer", "__init__", "__main__"}
+STAGES = {"data", "align", "eval", "teacher", "formats", "train", "report"}
+# Core modules may use the data layer's constants/loaders: it is the shared foundation below the stages.
+SHARED_STAGES = {"data"}
+
+
+def imports_of(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def owner(path: Path) -> str:
+    rel = path.relative_to(ROOT / "harness")
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+HARNESS_FILES = sorted((ROOT / "harness").rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", HARNESS_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_harness_imports(path):
+    me = owner(path)
+    if me in ("cli", "__main__"):
+        return  # the CLI is the one place that imports every stage; __main__ just runs it
+    for name in imports_of(path):
+        parts = name.split(".")
+        if parts[0] == "harness" and len(parts) > 1:
+            target = parts[1]
+            if target in STAGES and target != me and target not in SHARED_STAGES:
+                pytest.fail(f"{path.relative_to(ROOT)} ({me}) imports stage {name}")
+            if target == "cli":
+                pytest.fail(f"{path.relative_to(ROOT)} imports the CLI")
+        if parts[0] == "lm_eval" and me != "eval":
+            pytest.fail(f"{path.relative_to(ROOT)} imports lm_eval outside the eval stage")
+        if parts[0] == "kernels":
+            pytest.fail(f"{path.relative_to(ROOT)} imports kernels (only the train stage may, via kernels.functional)")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "kernels").rglob("*.py")), ids=lambda p: p.name)
+def test_kernels_never_import_harness(path):
+    assert not any(n.split(".")[0] in ("harness", "tasks") for n in imports_of(path))
