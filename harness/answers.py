@@ -38,6 +38,16 @@ def parse_number(token: str) -> float | None:
         return None
 
 
+# A gold such as "9 (apples)" or "1,000"; "5 (years old); 15 (years old)" is not one number.
+NUMERIC_GOLD = re.compile(r"\s*(-?[\d,]*\.?\d+)\s*(\([^()]*\))?\s*")
+
+
+def parse_gold_number(text: str) -> float | None:
+    """The number of a single-number gold ('72', '1,000', '9 (apples)', '… #### 72'), else None."""
+    match = NUMERIC_GOLD.fullmatch(text.rsplit("####", 1)[-1])
+    return parse_number(match.group(1)) if match else None
+
+
 def authors_last_number(text: str) -> float | None:
     """The authors' extraction: the last `\\d*\\.?\\d+` anywhere, as a float ("1,000" -> 0.0)."""
     found = AUTHORS_NUMBER.findall(text)
@@ -96,10 +106,19 @@ def _normalise_text(text: str) -> str:
 
 
 def corrected_math_correct(prediction: str, gold_number: float | None, gold_answer: str) -> bool:
-    """Corrected math rule: numbers compared with a 1e-6 tolerance; non-numeric golds as text."""
+    """Corrected math rule: numbers compared with a 1e-6 tolerance; a gold of several numbers
+    ("5 (years old); 15 (years old)") by the numbers after "The answer is", in order; any other
+    non-numeric gold ("Yes", "3:30 p.m.") as text."""
     if gold_number is not None:
         pred = extract_number(prediction)
         return pred is not None and math.isclose(pred, gold_number, rel_tol=1e-9, abs_tol=1e-6)
+    if ";" in gold_answer:
+        gold = [parse_number(t) for t in NUMBER.findall(gold_answer)]
+        if len(gold) > 1:
+            text = strip_continuation(prediction)
+            span = answer_span(text)
+            got = [parse_number(t) for t in NUMBER.findall(span if span is not None else text)][: len(gold)]
+            return len(got) == len(gold) and all(math.isclose(a, b, abs_tol=1e-6) for a, b in zip(got, gold))
     return _normalise_text(extract_text_answer(prediction)) == _normalise_text(gold_answer)
 
 
@@ -109,19 +128,29 @@ AUTHORS_BBH_PHRASE = "the answer is"
 CHOICE = re.compile(r"\([A-R]\)")
 
 
-def authors_bbh_cot_correct(prediction: str, target: str) -> bool:
-    """Faithful CoT rule: lowercase "the answer is" present and target a substring of what follows.
+# test_bbh.py decodes T5 output without skipping special tokens, so a finished generation ends
+# in "</s>" - and a target such as ">" (dyck_languages) then always matches. The faithful BBH rules
+# score `prediction + "</s>"`, assuming the generation ended with EOS (it nearly always does).
+AUTHORS_EOS = "</s>"
 
-    Case-sensitive, as in test_bbh.py: "The answer is" never matches.
-    """
-    if AUTHORS_BBH_PHRASE not in prediction:
+
+def _as_authors_saw_it(prediction: str) -> str:
+    return prediction if prediction.endswith(AUTHORS_EOS) else prediction + AUTHORS_EOS
+
+
+def authors_bbh_cot_correct(prediction: str, target: str) -> bool:
+    """Faithful CoT rule (test_bbh.py): lowercase "the answer is" present, and the target a
+    substring of `output.split("the answer is")[1]` - the text between its first and second
+    occurrence. Case-sensitive: "The answer is" never matches."""
+    text = _as_authors_saw_it(prediction)
+    if AUTHORS_BBH_PHRASE not in text:
         return False
-    return target in prediction.split(AUTHORS_BBH_PHRASE, 1)[1]
+    return target in text.split(AUTHORS_BBH_PHRASE)[1]
 
 
 def authors_bbh_ao_correct(prediction: str, target: str) -> bool:
-    """Faithful answer-only rule: target is a substring of the whole output."""
-    return target in prediction
+    """Faithful answer-only rule: target is a substring of the whole output (with its "</s>")."""
+    return target in _as_authors_saw_it(prediction)
 
 
 def extract_text_answer(prediction: str) -> str:

@@ -46,6 +46,17 @@ def test_corrected_rule():
     assert A.corrected_math_correct("So the answer is yes.", None, "Yes")
     assert A.corrected_math_correct("The answer is 3:30 p.m.", None, "3:30 p.m.")
     assert not A.corrected_math_correct("The answer is 30", None, "3:30 p.m.")
+    # a gold of several numbers: the numbers after "The answer is", in order
+    gold = "5 (years old); 15 (years old)"
+    assert A.parse_gold_number(gold) is None
+    assert A.corrected_math_correct("The answer is 5 and 15", None, gold)
+    assert not A.corrected_math_correct("The answer is 15 and 5", None, gold)
+    assert not A.corrected_math_correct("The answer is 5", None, gold)
+
+
+def test_parse_gold_number():
+    forms = ("72", "1,000", "9 (apples)", "a\n#### 12", "Yes", "5 (a); 6 (b)", "-3")
+    assert [A.parse_gold_number(t) for t in forms] == [72.0, 1000.0, 9.0, 12.0, None, None, -3.0]
 
 
 def test_canonical_number():
@@ -54,6 +65,11 @@ def test_canonical_number():
 
 def test_bbh_authors_rules():
     assert A.authors_bbh_cot_correct("x. So the answer is (B).", "(B)")
+    # only the text between the first and second "the answer is" counts (test_bbh.py's split()[1])
+    assert not A.authors_bbh_cot_correct("So the answer is (A). Q: z. So the answer is (B).", "(B)")
+    # their decode keeps "</s>": a finished generation matches a ">" target (dyck_languages)
+    assert A.authors_bbh_cot_correct("So the answer is ] ]", ">") and A.authors_bbh_ao_correct("]", ">")
+    assert not A.bbh_exact_correct("So the answer is ] ]", ">")
     assert not A.authors_bbh_cot_correct("x. So The answer is (B).", "(B)")  # case-sensitive
     assert A.authors_bbh_cot_correct("So the answer is 16.", "6")  # lenient substring
     assert not A.authors_bbh_cot_correct("(B) is right", "(B)")  # phrase required

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 
-from harness.answers import canonical_number, parse_number
+from harness.answers import canonical_number, parse_gold_number
 from harness.config import data_file
 from harness.records import Example, RecordError
 
 FILE = "asdiv/ASDiv.xml"
-NUMERIC_GOLD = re.compile(r"\s*(-?[\d,]*\.?\d+)\s*(\(.*\))?\s*")
 
 
 def load(data_dir=None) -> list[Example]:
@@ -28,8 +26,7 @@ def load(data_dir=None) -> list[Example]:
             if node is None or node.text is None:
                 raise RecordError(path, pid, field, "missing element")
             fields[field] = node.text.strip()
-        match = NUMERIC_GOLD.fullmatch(fields["Answer"])
-        number = parse_number(match.group(1)) if match else None
+        number = parse_gold_number(fields["Answer"])  # None: compared as text ("Yes", "3:30 p.m.", several numbers)
         formula = problem.find("Formula")
         examples.append(
             Example(

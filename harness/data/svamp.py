@@ -26,10 +26,9 @@ def load(data_dir=None) -> list[Example]:
             Example(
                 id=f"svamp/{row.get('ID', i)}",
                 source="svamp",
-                # The authors' join: Body + ". " + Question (can give ".." - kept, it is their text).
-                question=row["Body"].strip() + ". " + row["Question"].strip()
-                if not row["Body"].strip().endswith(".")
-                else row["Body"].strip() + " " + row["Question"].strip(),
+                # The authors' join, byte for byte: Body + ". " + Question. Most bodies already end
+                # in "." so this gives ".." - kept, because it reaches the model (T5 ids differ).
+                question=row["Body"] + ". " + row["Question"],
                 answer=canonical_number(number),
                 number=number,
                 gold_raw=str(number),

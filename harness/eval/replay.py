@@ -7,11 +7,10 @@ too: the prediction is the raw generation (`resps[0][0]`), gold fields come from
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.answers import parse_number, score_bbh, score_math
+from harness.answers import parse_gold_number, score_bbh, score_math
 from harness.data.bbh import TASKS
 from harness.eval.summary import bbh_means
 from harness.records import RecordError, read_jsonl
@@ -20,7 +19,6 @@ MATH_SUITES = ("gsm8k", "multiarith", "asdiv", "svamp")
 BBH_SUITES = {"bbh_cot": "cot", "bbh_ao": "ao"}
 SUITES = (*BBH_SUITES, *MATH_SUITES)
 RULES = ("faithful", "corrected")
-NUMERIC_GOLD = re.compile(r"\s*(-?[\d,]*\.?\d+)\s*(\(.*\))?\s*")
 
 
 @dataclass(frozen=True)
@@ -30,13 +28,6 @@ class Generation:
     target: str
     gold_raw: str
     number: float | None
-
-
-def gold_number(target: str) -> float | None:
-    """Corrected gold from a free-form target: '72', '1,000', '9 (apples)', '… #### 72'."""
-    text = target.rsplit("####", 1)[-1]
-    match = NUMERIC_GOLD.fullmatch(text)
-    return parse_number(match.group(1)) if match else None
 
 
 def _subtask_from_name(path: Path) -> str | None:
@@ -75,7 +66,7 @@ def read_generations(path: Path, suite: str) -> list[Generation]:
         if suite in MATH_SUITES:
             task = suite
             if number is None:
-                number = gold_number(target)
+                number = parse_gold_number(target)
         rows.append(Generation(task, prediction, target, gold_raw, number))
     return rows
 

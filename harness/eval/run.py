@@ -21,6 +21,7 @@ from harness.records import atomic_write
 
 BBH_PREFIXES = ("bbh_cot_spec_", "bbh_ao_spec_faithful_", "bbh_ao_spec_")
 SEQ2SEQ_MAX_LENGTH = 4096
+T5_MAX_NEW_TOKENS = 255  # the authors' generate(max_length=256) counts the decoder start token
 PIPELINE_CHECK_NOTE = "PIPELINE CHECK: the model has random weights; these numbers test the plumbing and are not results."
 
 
@@ -107,6 +108,11 @@ def run(cfg: EvalConfig) -> dict:
     if max_length:
         model_args["max_length"] = max_length
     gen_kwargs = {"max_gen_toks": cfg.max_gen_toks} if cfg.max_gen_toks else None
+    if is_encoder_decoder(model_path):
+        # lm-eval hands seq2seq `generate` max_length = encoder length + max_gen_toks, which bounds
+        # the *decoder*: T5 could run on for ~2,000 tokens. The authors used max_length=256
+        # (start token + 255 new tokens); pass exactly that.
+        gen_kwargs = {"max_length": (cfg.max_gen_toks or T5_MAX_NEW_TOKENS) + 1}
     manager = TaskManager(include_path=str(TASKS_DIR), metadata=_metadata(cfg) or None)
     safe_name = re.sub(r"[^A-Za-z0-9_.-]+", "__", cfg.model)
     out_dir = Path(cfg.output_dir) / safe_name

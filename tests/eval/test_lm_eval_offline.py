@@ -40,14 +40,24 @@ def test_plain_lm_eval_command(tiny, installed, tmp_path):
     cmd = [
         str(BIN / "lm_eval"), "--model", "hf", "--model_args", f"pretrained={tiny},max_length=4096",
         "--tasks", "gsm8k_cot_spec,bbh_cot_spec_navigate", "--limit", "2", "--device", "cpu",
-        "--output_path", str(tmp_path), "--log_samples",
+        "--output_path", str(tmp_path), "--log_samples", "--gen_kwargs", "max_length=256",
     ]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads(next(tmp_path.rglob("results_*.json")).read_text())["results"]
     for task in ("gsm8k_cot_spec", "bbh_cot_spec_navigate"):
         assert 0.0 <= results[task]["acc_faithful,none"] <= 1.0 and "acc_corrected,none" in results[task]
-    assert len(list(tmp_path.rglob("samples_gsm8k_cot_spec_*.jsonl"))) == 1
+    samples = next(tmp_path.rglob("samples_gsm8k_cot_spec_*.jsonl"))
+    assert _longest_generation(samples, tiny) <= 256
+
+
+def _longest_generation(samples, tokenizer_dir) -> int:
+    """T5 tokens of the longest generation (the random model never emits EOS, so it runs to the cap)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    rows = [json.loads(line) for line in samples.read_text().splitlines()]
+    return max(len(tokenizer(r["resps"][0][0], add_special_tokens=False)["input_ids"]) for r in rows)
 
 
 def test_harness_eval_then_score_agree(tmp_path, monkeypatch):
@@ -63,6 +73,8 @@ def test_harness_eval_then_score_agree(tmp_path, monkeypatch):
     saved = json.loads((tmp_path / "out" / "tiny" / "summary.json").read_text())
     assert saved["manifest"]["git_commit"] and saved["manifest"]["data_sha256"]["svamp/SVAMP.json"]
     samples = next((tmp_path / "out").rglob("samples_svamp_cot_spec_zeroshot_*.jsonl"))
+    # The authors' generate(max_length=256): at most 255 new tokens, not encoder length + 256.
+    assert 100 < _longest_generation(samples, saved["manifest"]["model_args"]["pretrained"]) <= 256
     for rule in ("faithful", "corrected"):
         rescored = subprocess.run([sys.executable, "-m", "harness", "score", "--suite", "svamp", str(samples), "--rule", rule, "--json"],
                                   capture_output=True, text=True)

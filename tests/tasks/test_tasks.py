@@ -32,7 +32,7 @@ def test_task_inventory(manager):
     math = [f"{s}_{p}{d}" for p in ("cot_spec", "cot_spec_zeroshot", "cot_base") for s in ("gsm8k", "multiarith", "asdiv", "svamp") for d in ("", "_dev")]
     bbh_tasks = [f"{g}_{t}" for g in ("bbh_cot_spec", "bbh_ao_spec", "bbh_ao_spec_faithful") for t in bbh.TASKS]
     assert sorted(TASK_NAMES) == sorted(math + bbh_tasks)
-    assert len(GROUP_NAMES) == 6 + 3 + 6  # M-A-S groups, BBH groups, pooled BBH families
+    assert len(GROUP_NAMES) == 6 + 3  # M-A-S groups, BBH groups
     known = set(manager.all_tasks)
     assert set(TASK_NAMES) <= known and set(GROUP_NAMES) <= known
 
