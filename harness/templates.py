@@ -30,7 +30,12 @@ def distill_zeroshot(question: str) -> str:
 
 
 def base_cot(question: str, demos: str, trigger: bool) -> str:
-    """The base-model prompt of Table 1's "before" rows (8-shot `Question:` demos)."""
+    """The base-model prompt of Table 1's "before" rows (8-shot `Question:` demos).
+
+    The authors' MultiArith notebook joined `prompt + "Question: "` (no newline; their
+    *_from_gsm8k prompt files are lost), the GSM8K and ASDiv ones `prompt + "\nQuestion: "`. With
+    the prompt files' trailing newline both give the same T5 ids, so one layout serves all.
+    """
     return f"{demos}\nQuestion: {question}\n" + (f"{COT_TRIGGER}\n" if trigger else "")
 
 
