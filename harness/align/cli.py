@@ -1,5 +1,111 @@
-"""`python -m harness align …` (placeholder until the alignment stage lands)."""
+"""`python -m harness align …`: run, bench, report, synth. Heavy imports stay inside the commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
 
 import typer
 
 app = typer.Typer(no_args_is_help=True, help="Align teacher top-k distributions onto student tokens.")
+
+
+@app.command("run")
+def run(
+    input_path: Path = typer.Argument(..., help="Teacher JSONL: id, text, tokens, topk (see docs/alignment.md)."),
+    output_path: Path = typer.Argument(..., help="Output JSONL (appended to and resumed if it exists)."),
+    mode: str = typer.Option("exact", help="exact (offset spans, ours) or faithful (the authors' DTW)."),
+    framing: str = typer.Option("none", help="authors: apply their ' step'/'\\n' frame checks; none: no frame."),
+    k: int = typer.Option(5, help="Width of the fixed-K output arrays."),
+    renormalize: bool = typer.Option(False, help="exact mode: scale kept teacher mass to 1."),
+    tail: bool = typer.Option(False, help="exact mode: write tail_mass = 1 - kept mass per position."),
+    max_mismatch: float = typer.Option(0.2, help="exact mode: share of differing characters tolerated between texts."),
+    workers: int = typer.Option(0, help="Processes (0 = all cores)."),
+    chunk_size: int = typer.Option(64, help="Samples per work unit (also the resume granularity)."),
+):
+    """Align a teacher data file onto T5 tokens, with a progress bar; safe to re-run after a crash."""
+    import os
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from harness.align.api import AlignConfig
+    from harness.align.exact import ExactConfig
+    from harness.align.run import count_lines, run_alignment
+
+    config = AlignConfig(mode=mode, framing=framing, k=k,
+                         exact=ExactConfig(renormalize=renormalize, tail=tail, max_mismatch_fraction=max_mismatch))
+    console = Console(stderr=True)
+    total = count_lines(input_path)
+    with Progress(TextColumn("aligning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console) as bar:
+        task = bar.add_task("align", total=total)
+        summary = run_alignment(input_path, output_path, config, workers=workers or os.cpu_count() or 1,
+                                chunk_size=chunk_size, progress=lambda n: bar.advance(task, n))
+    print(json.dumps(summary, indent=1))
+
+
+@app.command("bench")
+def bench(
+    n: int = typer.Option(200, help="GSM8K train rationales to align."),
+    seed: int = typer.Option(0, help="Seed of the synthetic top-k."),
+    as_json: bool = typer.Option(False, "--json", help="Print only the JSON result."),
+    full: bool = typer.Option(False, help="Include per-mode statistics and the projection details."),
+):
+    """Time the pure-Python oracle, the fast faithful implementation and exact mode on the same pairs."""
+    from harness.align.bench import run_bench
+
+    result = run_bench(n=n, seed=seed)
+    keys = ["pairs", "oracle_pairs_per_s", "faithful_pairs_per_s", "exact_pairs_per_s", "speedup_faithful_vs_oracle",
+            "soft_fraction_faithful", "soft_fraction_exact", "identical_to_oracle"]
+    short = {key: result[key] for key in keys}
+    short["projected_s_207135_samples_2_cores"] = {
+        "faithful_align_only": result["projection"]["faithful_align_only_s"],
+        "faithful_end_to_end": result["projection"]["faithful_end_to_end_s"],
+        "exact_end_to_end": result["projection"]["exact_end_to_end_s"],
+    }
+    print(json.dumps(result if full else short, indent=None if as_json else 1))
+    if not result["identical_to_oracle"]:
+        raise typer.Exit(1)
+
+
+@app.command("report")
+def report(
+    n: int = typer.Option(7473, help="GSM8K train rationales (7,473 = all)."),
+    seed: int = typer.Option(0, help="Seed of the synthetic top-k."),
+    out_dir: Path = typer.Option(Path("reports/align"), help="Where to write alignment_stats.{json,md}."),
+    oracle_n: Optional[int] = typer.Option(200, help="Pairs on which the slow oracle runs (all if unset)."),
+    runner_samples: int = typer.Option(6000, help="Samples for the measured `align run` on 2 processes (0: skip)."),
+):
+    """Soft-target statistics of faithful vs exact on real rationales, with provenance, to reports/align/."""
+    from harness.align.bench import measure_runner, run_bench, write_report
+
+    result = run_bench(n=n, seed=seed, oracle_n=oracle_n)
+    if runner_samples:
+        result["measured_run_2_workers"] = measure_runner(runner_samples, workers=2, seed=seed)
+    json_path, md_path = write_report(result, out_dir)
+    print(json.dumps({"json": str(json_path), "markdown": str(md_path), "soft_fraction_faithful": result["soft_fraction_faithful"],
+                      "soft_fraction_exact": result["soft_fraction_exact"]}))
+
+
+@app.command("synth")
+def synth(
+    output_path: Path = typer.Argument(..., help="Where to write a synthetic teacher JSONL."),
+    n: int = typer.Option(100, help="GSM8K train rationales."),
+    seed: int = typer.Option(0, help="Seed of the synthetic top-k."),
+):
+    """Write a teacher JSONL (p50k tokens of GSM8K gold rationales + synthetic top-5) to try `run` on."""
+    import math
+
+    from harness.align.synthetic import gsm8k_rationales, synthesize
+    from harness.align.tokenizers import TiktokenTokenizer
+    from harness.records import write_jsonl
+
+    teacher = TiktokenTokenizer("p50k_base")
+    rows = []
+    for sample_id, text in gsm8k_rationales(n):
+        syn = synthesize(teacher, text, sample_id, seed=seed)
+        topk = [[[tok, math.log(p) if p > 0 else -1e4] for tok, p in step] for step in syn.topk]
+        rows.append({"id": sample_id, "text": text, "tokens": syn.tokens, "topk": topk})
+    write_jsonl(output_path, rows)
+    print(json.dumps({"written": len(rows), "output": str(output_path)}))

@@ -16,12 +16,19 @@
    - n : 1 and n : m: one-hot (the teacher gave no joint distribution over several steps).
 4. Where the teacher's text and the student's text differ (e.g. a cleaned student text), the
    spans touching the differing characters are aligned by the authors' DTW (`faithful_fast`).
+   Whitespace-only differences (a leading '\n', '\n' vs ' ') are not differences: they fold.
 Options: renormalise the kept mass to 1, or report the missing mass as a tail bucket.
+
+Approximation, documented: at a line-initial position the target is the teacher's distribution
+*after* its '\n' step (P(So | '\n') ...). The '\n' step's own alternatives that T5 would also
+spell `▁So` (' So' instead of '\n') are not merged in: merging needs the teacher's distribution
+after those alternatives, which a top-k list does not contain.
 """
 
 from __future__ import annotations
 
 import bisect
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -52,22 +59,6 @@ class ExactConfig:
             raise ValueError("renormalize and tail are exclusive: a renormalised target has no missing mass")
 
 
-def _dedupe(candidates: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
-    """The same teacher token listed twice (sampled token + its top-5 entry) is one event."""
-    seen: dict[str, float] = {}
-    for token, prob in candidates:
-        if token not in seen:
-            seen[token] = float(prob)
-    return list(seen.items())
-
-
-def _skip_space(text: str, pos: int) -> int:
-    n = len(text)
-    while pos < n and text[pos].isspace():
-        pos += 1
-    return pos
-
-
 class _TextMap:
     """Teacher-text positions → student-text positions, with the differing regions marked."""
 
@@ -78,7 +69,13 @@ class _TextMap:
         from rapidfuzz.distance import Levenshtein
 
         ops = Levenshtein.opcodes(teacher_text, student_text)
-        differing = sum(max(op.src_end - op.src_start, op.dest_end - op.dest_start) for op in ops if op.tag != "equal")
+
+        def whitespace_only(op) -> bool:  # T5 folds whitespace anyway: such edits are not differences
+            a, b = teacher_text[op.src_start : op.src_end], student_text[op.dest_start : op.dest_end]
+            return (not a or a.isspace()) and (not b or b.isspace())
+
+        real = [op.tag != "equal" and not whitespace_only(op) for op in ops]
+        differing = sum(max(op.src_end - op.src_start, op.dest_end - op.dest_start) for op, r in zip(ops, real) if r)
         longest = max(len(teacher_text), len(student_text), 1)
         if differing > max_mismatch_fraction * longest:
             first = next(op for op in ops if op.tag != "equal")
@@ -88,10 +85,11 @@ class _TextMap:
                 f"{teacher_text[first.src_start:first.src_start + 30]!r} vs student "
                 f"{student_text[first.dest_start:first.dest_start + 30]!r}"
             )
-        self.ops = [op for op in ops]
+        self.ops = list(ops)
+        self.real = real
         self.src_starts = [op.src_start for op in self.ops]
-        self.bad_src = [(op.src_start, op.src_end) for op in self.ops if op.tag != "equal"]
-        self.bad_dest = [(op.dest_start, op.dest_end) for op in self.ops if op.tag != "equal"]
+        self.bad_src = [(op.src_start, op.src_end) for op, r in zip(self.ops, real) if r]
+        self.bad_dest = [(op.dest_start, op.dest_end) for op, r in zip(self.ops, real) if r]
 
     def map(self, pos: int) -> tuple[int, bool]:
         """(student position, exact?) for a teacher position."""
@@ -101,7 +99,7 @@ class _TextMap:
         op = self.ops[k]
         if op.tag == "equal":
             return op.dest_start + (pos - op.src_start), True
-        if pos == op.src_start:  # boundary with the previous equal block
+        if pos == op.src_start or not self.real[k]:  # block boundary, or inside folded whitespace
             return op.dest_start, True
         return op.dest_start, False
 
@@ -140,88 +138,108 @@ def align_exact(
     if not teacher_text.strip():
         raise TextMismatchError(f"the teacher tokens spell no text but the student text is {student_text[:40]!r}")
     tmap = _TextMap(teacher_text, student_text, config.max_mismatch_fraction)
+    ws_end = _whitespace_run_ends(student_text)
+    n_teachers = len(teacher_tokens)
 
-    # Teacher spans in student coordinates, whitespace folded into the following cut.
-    t_start, t_end, t_exact_start, t_exact_end, t_clean, t_char_start = [], [], [], [], [], []
+    # Teacher token spans [t_start, t_end) in student coordinates, whitespace folded forward.
+    t_char_start = [0] * n_teachers
+    t_start = [0] * n_teachers
+    t_end = [0] * n_teachers
+    cuts_exact: set[int] = set()
+    t_clean = [True] * n_teachers
     pos = 0
-    for token in teacher_tokens:
-        s, e = pos, pos + len(token)
-        ms, xs = tmap.map(s)
-        me, xe = tmap.map(e)
-        t_start.append(_skip_space(student_text, ms))
-        t_end.append(_skip_space(student_text, me))
-        t_exact_start.append(xs)
-        t_exact_end.append(xe)
-        t_clean.append(tmap.teacher_clean(s, e))
-        t_char_start.append(s)
-        pos = e
-    s_start = [_skip_space(student_text, p) for p in student.starts]
-    s_end = [_skip_space(student_text, p) for p in student.ends]
-    s_clean = [tmap.student_clean(a, b) for a, b in zip(student.starts, student.ends)]
+    if tmap.identity:
+        for i, token in enumerate(teacher_tokens):
+            t_char_start[i] = pos
+            t_start[i] = ws_end.get(pos, pos)
+            pos += len(token)
+            t_end[i] = ws_end.get(pos, pos)
+        cuts_exact.update(t_start)
+        cuts_exact.update(t_end)
+    else:
+        for i, token in enumerate(teacher_tokens):
+            t_char_start[i] = pos
+            ms, xs = tmap.map(pos)
+            me, xe = tmap.map(pos + len(token))
+            t_start[i] = ws_end.get(ms, ms)
+            t_end[i] = ws_end.get(me, me)
+            if xs:
+                cuts_exact.add(t_start[i])
+            if xe:
+                cuts_exact.add(t_end[i])
+            t_clean[i] = tmap.teacher_clean(pos, pos + len(token))
+            pos += len(token)
+    s_start = [ws_end.get(p, p) for p in student.starts]
+    s_end = [ws_end.get(p, p) for p in student.ends]
+    s_clean = [True] * n_students if tmap.identity else [tmap.student_clean(a, b) for a, b in zip(student.starts, student.ends)]
+    student_cuts = set(s_start)
+    student_cuts.update(s_end)
+    bounds = sorted(cuts_exact & student_cuts)
 
-    teacher_cuts = {t_start[i] for i in range(len(teacher_tokens)) if t_exact_start[i]}
-    teacher_cuts |= {t_end[i] for i in range(len(teacher_tokens)) if t_exact_end[i]}
-    student_cuts = set(s_start) | set(s_end)
-    bounds = sorted(teacher_cuts & student_cuts)
-    if not bounds or bounds[0] > 0:
-        bounds.insert(0, 0)
-
-    def segment_of(position: int) -> int:
-        return bisect.bisect_right(bounds, position) - 1
-
-    # Group tokens by segment.
+    # Segment index of a position = number of common cuts at or before it (minus one); positions
+    # arrive in increasing order on each side, so a moving pointer replaces a search.
     seg_teacher: dict[int, list[int]] = {}
-    for i, token in enumerate(teacher_tokens):
-        if t_clean[i] and t_start[i] == t_end[i]:
+    ptr, n_bounds = 0, len(bounds)
+    for i in range(n_teachers):
+        x = t_start[i]
+        if t_clean[i] and x == t_end[i]:
             continue  # whitespace-only: T5 folds it into the next piece's ▁
-        seg_teacher.setdefault(segment_of(t_start[i]), []).append(i)
+        while ptr < n_bounds and bounds[ptr] <= x:
+            ptr += 1
+        seg_teacher.setdefault(ptr, []).append(i)
     seg_student: dict[int, list[int]] = {}
     pending: list[int] = []
-    last_seg = None
+    ptr, last_seg = 0, 0
     for k in range(n_students):
-        if s_start[k] == s_end[k]:
+        x = s_start[k]
+        if x == s_end[k]:
             pending.append(k)  # zero-width: joins the next piece's span
             continue
-        last_seg = segment_of(s_start[k])
-        seg_student.setdefault(last_seg, []).extend(pending + [k])
-        pending = []
+        while ptr < n_bounds and bounds[ptr] <= x:
+            ptr += 1
+        last_seg = ptr
+        if pending:
+            seg_student.setdefault(ptr, []).extend(pending)
+            pending = []
+        seg_student.setdefault(ptr, []).append(k)
     if pending:
-        seg_student.setdefault(last_seg if last_seg is not None else 0, []).extend(pending)
+        seg_student.setdefault(last_seg, []).extend(pending)
 
-    entries: list[list[tuple[int, float]]] = [[] for _ in range(n_students)]
+    ids = list(student.ids)
+    entries: list[list[tuple[int, float]]] = [[(token_id, 1.0)] for token_id in ids]
     kinds = [KIND_ONE_HOT] * n_students
     derived = [False] * n_students
-    ids = list(student.ids)
+    spell = student_tokenizer.pieces_for
     for seg, pieces in seg_student.items():
-        teachers = seg_teacher.get(seg, [])
-        clean = all(t_clean[i] for i in teachers) and all(s_clean[k] for k in pieces)
-        if not clean and teachers:
+        teachers = seg_teacher.get(seg)
+        if not teachers:
+            continue
+        if not tmap.identity and not (all(t_clean[i] for i in teachers) and all(s_clean[k] for k in pieces)):
             _dp_fallback(teachers, pieces, teacher_tokens, candidates, student, student_tokenizer, entries, kinds, derived)
             continue
-        if len(teachers) == 1 and clean:
-            i = teachers[0]
-            at = t_char_start[i]
-            after_space = at == 0 or teacher_text[at - 1].isspace()
-            actual = student_tokenizer.pieces_for(teacher_tokens[i], after_space)
-            wanted = tuple(ids[k] for k in pieces)
-            if actual == wanted:
-                first = pieces[0]
-                mass: dict[int, float] = {}
-                single = len(pieces) == 1
-                for token, prob in _dedupe(candidates[i]):
-                    spelled = student_tokenizer.pieces_for(token, after_space)
-                    if spelled and (len(spelled) == 1 or not single):
-                        mass[spelled[0]] = mass.get(spelled[0], 0.0) + prob
-                if mass:
-                    entries[first] = sorted(mass.items(), key=lambda e: -e[1])
-                    kinds[first] = KIND_ONE_TO_ONE if single else KIND_FIRST_PIECE
-                    derived[first] = True
-        # Everything not filled above is one-hot on the student's own token.
-    for k in range(n_students):
-        if not entries[k]:
-            entries[k] = [(ids[k], 1.0)]
-            kinds[k] = KIND_ONE_HOT
-            derived[k] = False
+        if len(teachers) != 1:
+            continue  # n:1 and n:m stay one-hot
+        i = teachers[0]
+        at = t_char_start[i]
+        after_space = at == 0 or teacher_text[at - 1].isspace()
+        first = pieces[0]
+        single = len(pieces) == 1
+        actual = spell(teacher_tokens[i], after_space)
+        if (actual != (ids[first],)) if single else (actual != tuple(ids[k] for k in pieces)):
+            continue  # the sampled token does not spell these pieces: no exact correspondence
+        mass: dict[int, float] = {}
+        seen: set[str] = set()
+        for token, prob in candidates[i]:
+            if token in seen:
+                continue  # the sampled token listed again in the top-5 is the same event
+            seen.add(token)
+            spelled = spell(token, after_space)
+            if spelled and (single is False or len(spelled) == 1):
+                mass[spelled[0]] = mass.get(spelled[0], 0.0) + float(prob)
+        if mass:
+            entries[first] = sorted(mass.items(), key=_by_prob)
+            kinds[first] = KIND_ONE_TO_ONE if single else KIND_FIRST_PIECE
+            derived[first] = True
 
     tail = None
     if config.renormalize:
@@ -233,6 +251,23 @@ def align_exact(
     if config.tail:
         tail = [max(0.0, 1.0 - sum(p for _, p in entries[k])) for k in range(n_students)]
     return AlignedSequence(ids, entries, kinds, derived, tail)
+
+
+def _by_prob(entry: tuple[int, float]) -> float:
+    return -entry[1]
+
+
+_WHITESPACE_RUN = re.compile(r"\s+")
+
+
+def _whitespace_run_ends(text: str) -> dict[int, int]:
+    """Every position inside (or at the start of) a whitespace run → the position after the run."""
+    ends: dict[int, int] = {}
+    for match in _WHITESPACE_RUN.finditer(text):
+        end = match.end()
+        for p in range(match.start(), end):
+            ends[p] = end
+    return ends
 
 
 def _dp_fallback(teachers, pieces, teacher_tokens, candidates, student, student_tokenizer, entries, kinds, derived):

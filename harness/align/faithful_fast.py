@@ -33,14 +33,14 @@ def _distinct_costs(teacher_tokens: Sequence[str], student_tokens: Sequence[str]
     t_uniq, t_codes = _distinct(teacher_tokens, " ")
     s_uniq, s_codes = _distinct(student_tokens, "▁")
     small = cdist(t_uniq, s_uniq, scorer=Levenshtein.distance, dtype=np.int32, workers=1)
-    return small, np.array(t_codes, dtype=np.int64), np.array(s_codes, dtype=np.int64)
+    return small, t_codes, s_codes
 
 
-def _distinct(tokens: Sequence[str], marker: str) -> tuple[list[str], list[int]]:
+def _distinct(tokens: Sequence[str], marker: str) -> tuple[list[str], np.ndarray]:
     """Distinct tokens with `marker` removed, and each token's index among them."""
-    index: dict[str, int] = {}
-    codes = [index.setdefault(token, len(index)) for token in tokens]
-    return [token.replace(marker, "") for token in index], codes
+    distinct = list(dict.fromkeys(tokens))
+    index = {token: k for k, token in enumerate(distinct)}
+    return [token.replace(marker, "") for token in distinct], np.fromiter(map(index.__getitem__, tokens), np.int64, len(tokens))
 
 
 def _dtw_path_py(small, t_codes, s_codes):  # numba compiles this; runs as plain Python too
@@ -152,32 +152,41 @@ def align_faithful_detailed(
     single = dtw_path(teacher_tokens, student_tokens)[2].tolist()
     out: list[dict[str, float]] = [{student: 1.0} for student in student_tokens]
     derived = [False] * m
-    converted_of = _converter(student_vocab)
+    convert = _converter(student_vocab).__getitem__
     for j, i in enumerate(single):
         if i < 0 or student_tokens[j] != teacher_tokens[i].replace(" ", "▁"):
             continue
-        target: dict[str, float] = {}
+        target: dict = {}
+        keep_first = target.setdefault  # first occurrence wins; OOV entries all land on None
         for token, prob in candidates[i]:
-            converted = converted_of.get(token, _MISSING)
-            if converted is _MISSING:
-                converted = token.replace(" ", "▁")
-                converted = converted if converted in student_vocab else None
-                converted_of[token] = converted
-            if converted is not None and converted not in target:
-                target[converted] = prob
+            keep_first(convert(token), prob)
+        target.pop(None, None)
         out[j] = target
         derived[j] = True
     return out, derived
 
 
-_MISSING = object()
-_CONVERTERS: dict[int, tuple[object, dict]] = {}
+class _Converter(dict):
+    """Memo for one vocabulary: teacher token → its '▁' spelling if in the vocabulary, else None."""
+
+    def __init__(self, vocab: Mapping[str, int]):
+        super().__init__()
+        self.vocab = vocab
+
+    def __missing__(self, token: str):
+        converted = token.replace(" ", "▁")
+        value = converted if converted in self.vocab else None
+        if len(self) > 1_000_000:
+            self.clear()
+        self[token] = value
+        return value
 
 
-def _converter(vocab: Mapping[str, int]) -> dict:
-    """Per-vocabulary memo: teacher token → its '▁' spelling if in the vocabulary, else None."""
-    entry = _CONVERTERS.get(id(vocab))
-    if entry is None or entry[0] is not vocab or len(entry[1]) > 1_000_000:
-        entry = (vocab, {})
-        _CONVERTERS[id(vocab)] = entry
-    return entry[1]
+_CONVERTERS: dict[int, _Converter] = {}
+
+
+def _converter(vocab: Mapping[str, int]) -> _Converter:
+    found = _CONVERTERS.get(id(vocab))
+    if found is None or found.vocab is not vocab:
+        found = _CONVERTERS[id(vocab)] = _Converter(vocab)
+    return found

@@ -56,20 +56,31 @@ def to_fixed_k(seq: AlignedSequence, k: int, pad_id: int = 0) -> dict[str, np.nd
     """[T, K] ids / probs / mask, highest probability first (stable), padded with `pad_id`, 0.0, False."""
     if k < 1:
         raise ValueError(f"K must be >= 1, not {k}")
+    flat_ids: list[int] = []
+    flat_probs: list[float] = []
+    widths: list[int] = []
+    pad_ids, pad_probs = [pad_id] * k, [0.0] * k
+    for entries in seq.entries:
+        ranked = entries if len(entries) == 1 else sorted(entries, key=_by_prob)[:k]
+        width = len(ranked)
+        widths.append(width)
+        for token_id, prob in ranked:
+            flat_ids.append(token_id)
+            flat_probs.append(prob)
+        flat_ids.extend(pad_ids[width:])
+        flat_probs.extend(pad_probs[width:])
     n = len(seq)
-    ids = np.full((n, k), pad_id, dtype=np.int32)
-    probs = np.zeros((n, k), dtype=np.float32)
-    mask = np.zeros((n, k), dtype=bool)
-    for t, entries in enumerate(seq.entries):
-        ranked = sorted(entries, key=lambda e: -e[1])[:k]
-        for c, (token_id, prob) in enumerate(ranked):
-            ids[t, c] = token_id
-            probs[t, c] = prob
-            mask[t, c] = True
+    ids = np.array(flat_ids, dtype=np.int32).reshape(n, k)
+    probs = np.array(flat_probs, dtype=np.float32).reshape(n, k)
+    mask = np.arange(k)[None, :] < np.array(widths, dtype=np.int64).reshape(n, 1)
     out = {"student_ids": np.asarray(seq.student_ids, dtype=np.int32), "topk_ids": ids, "topk_probs": probs, "topk_mask": mask}
     if seq.tail is not None:
         out["tail_mass"] = np.asarray(seq.tail, dtype=np.float32)
     return out
+
+
+def _by_prob(entry: tuple[int, float]) -> float:
+    return -entry[1]
 
 
 @dataclass

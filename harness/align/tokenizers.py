@@ -22,7 +22,11 @@ SPIECE_MARKER = "▁"
 
 @dataclass(frozen=True)
 class Tokenized:
-    """A text's tokenization. `tokens[k]` is the vocabulary string of `ids[k]`."""
+    """A text's tokenization.
+
+    `tokens[k]` is the string alignment compares: for SentencePiece the piece (`▁Nat`, `<unk>`);
+    for byte-level BPE teachers the text the token covers (`' Nat'`, as the OpenAI API shows it).
+    """
 
     text: str
     ids: tuple[int, ...]
@@ -60,8 +64,9 @@ def _chars_before_byte(text: str) -> list[int] | None:
 class TiktokenTokenizer:
     """A tiktoken encoding (p50k_base = code-davinci-002, cl100k_base, r50k_base, gpt2), offline.
 
-    Token strings are the decoded bytes of each token (literal spaces, as the OpenAI API returns
-    them). A character split across tokens belongs to the token where its last byte lies.
+    Token strings are the text each token covers (literal spaces, as the OpenAI API returns them).
+    A character split across tokens belongs to the token where its last byte lies; the others
+    get '' (the API would show them as partial bytes).
     """
 
     def __init__(self, encoding: str = "p50k_base"):
@@ -84,8 +89,10 @@ class TiktokenTokenizer:
             nxt = pos + len(piece)
             starts.append(pos if table is None else table[pos])
             ends.append(nxt if table is None else table[nxt])
-            tokens.append(piece.decode("utf-8", errors="replace"))
             pos = nxt
+        # Token strings are the text each token covers, so they always spell the text; a token
+        # holding only the first bytes of a split character covers '' (its bytes decode to nothing).
+        tokens = [text[s:e] for s, e in zip(starts, ends)]
         return Tokenized(text, tuple(ids), tuple(tokens), tuple(starts), tuple(ends))
 
     def vocab(self) -> dict[str, int]:
@@ -189,7 +196,7 @@ class HFTokenizer:
 
     Offsets come from `return_offsets_mapping` and are made to tile the text: a whitespace gap
     before a token is given to that token (HF trims the space that a GPT `Ġ` or T5 `▁` stands for).
-    Token strings are the decoded text of each id (literal spaces, no `Ġ`).
+    Token strings are the text each token covers (literal spaces, no `Ġ`).
     """
 
     def __init__(self, tokenizer):
@@ -225,7 +232,7 @@ class HFTokenizer:
             starts.append(s)
             ends.append(e)
             prev = e
-        tokens = [self.tok.decode([i]) for i in ids]
+        tokens = [text[s:e] for s, e in zip(starts, ends)]
         return Tokenized(text, tuple(ids), tuple(tokens), tuple(starts), tuple(ends))
 
     def vocab(self) -> dict[str, int]:
