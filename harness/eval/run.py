@@ -8,6 +8,7 @@ with the headline numbers and the run manifest.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -93,6 +94,14 @@ def summarise(results: dict) -> dict:
     return out
 
 
+class _DropCustomDatasetHint(logging.Filter):
+    """lm-eval warns "Custom kwargs can be passed to `--metadata`…" once per custom_dataset task
+    (every spec task): 54 lines for one BBH protocol, and no information for our users."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Custom kwargs can be passed" not in record.getMessage()
+
+
 def run(cfg: EvalConfig) -> dict:
     import lm_eval
     from lm_eval.loggers import EvaluationTracker
@@ -100,6 +109,7 @@ def run(cfg: EvalConfig) -> dict:
 
     import torch
 
+    logging.getLogger("lm_eval.api.task").addFilter(_DropCustomDatasetHint())
     root = data_dir()
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model_path, pipeline_check = resolve_model(cfg.model)
