@@ -33,6 +33,24 @@ from harness.align.api import AlignConfig, Aligner
 from harness.align.errors import AlignmentError, FramingError
 from harness.align.targets import AlignmentStats, is_soft
 
+try:  # optional: ~3x faster parsing of the big input lines; anything it rejects goes to `json`
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    _orjson = None
+
+
+def _loads(line: bytes | str) -> Any:
+    """`json.loads` semantics; orjson first when installed, stdlib `json` for whatever it refuses
+    (NaN/Infinity literals, > 64-bit integers, lone surrogates, invalid JSON for the error text)."""
+    if _orjson is not None:
+        try:
+            return _orjson.loads(line)
+        except _orjson.JSONDecodeError:
+            pass
+    if isinstance(line, bytes):
+        line = line.decode("utf-8")
+    return json.loads(line)
+
 
 @dataclass(frozen=True)
 class TeacherSample:
@@ -173,9 +191,13 @@ _STATE: _WorkerState | None = None
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
 
 
-def _init_worker(config: AlignConfig, path: str = "<input>", done: frozenset = frozenset()) -> None:
+def _init_worker(config: AlignConfig, path: str = "<input>", done: frozenset = frozenset(), pool: bool = False) -> None:
     global _STATE
     _STATE = _WorkerState(Aligner(config), path, done)
+    if pool:  # long-lived worker: keep the tokenizer/vocabulary out of every cyclic-GC pass
+        import gc
+
+        gc.freeze()
 
 
 def align_sample(aligner: Aligner, sample: TeacherSample) -> dict[str, Any]:
@@ -187,12 +209,23 @@ def align_sample(aligner: Aligner, sample: TeacherSample) -> dict[str, Any]:
         return {"id": sample.id, "mode": config.mode, "status": "rejected", "reason": str(err)}
     k, pad = config.k, aligner.student_tokenizer.pad_id
     topk_ids, topk_probs, topk_mask = [], [], []
+    add_ids, add_probs, add_mask = topk_ids.append, topk_probs.append, topk_mask.append
+    pad_ids = [[pad] * (k - w) for w in range(k + 1)]
+    pad_probs = [[0.0] * (k - w) for w in range(k + 1)]
+    masks = [[1] * w + [0] * (k - w) for w in range(k + 1)]  # rows only serialised: sharing is fine
+    one_pad_ids, one_pad_probs, one_mask = pad_ids[1], pad_probs[1], masks[1]
     for entries in seq.entries:
-        ranked = entries if len(entries) == 1 else sorted(entries, key=_by_prob)[:k]
+        if len(entries) == 1:  # most positions: skip the sort and the comprehensions
+            t, p = entries[0]
+            add_ids([t, *one_pad_ids])
+            add_probs([round(p, 6), *one_pad_probs])
+            add_mask(one_mask)
+            continue
+        ranked = sorted(entries, key=_by_prob)[:k]
         width = len(ranked)
-        topk_ids.append([t for t, _ in ranked] + [pad] * (k - width))
-        topk_probs.append([round(p, 6) for _, p in ranked] + [0.0] * (k - width))
-        topk_mask.append([1] * width + [0] * (k - width))
+        add_ids([t for t, _ in ranked] + pad_ids[width])
+        add_probs([round(p, 6) for _, p in ranked] + pad_probs[width])
+        add_mask(masks[width])
     captured = sum(sum(p for _, p in e) for e, d in zip(seq.entries, seq.derived) if d)
     row = {
         "id": sample.id,
@@ -228,8 +261,8 @@ def _count(values) -> dict[str, int]:
     return out
 
 
-def _work(chunk: list[tuple[int, str]]) -> list[tuple]:
-    """Parse, validate, align and serialise a chunk of (line number, line) pairs."""
+def _work(chunk: list[tuple[int, bytes | str]]) -> list[tuple]:
+    """Parse, validate, align and serialise a chunk of (line number, raw line) pairs."""
     state = _STATE
     assert state is not None
     out: list[tuple] = []
@@ -237,9 +270,11 @@ def _work(chunk: list[tuple[int, str]]) -> list[tuple]:
     for line_no, line in chunk:
         try:
             try:
-                row = json.loads(line)
+                row = _loads(line)
             except json.JSONDecodeError as err:
                 raise RecordError(state.path, f"line {line_no}", "<json>", f"not valid JSON ({err.msg})") from None
+            except UnicodeDecodeError as err:
+                raise RecordError(state.path, f"line {line_no}", "<json>", f"not valid UTF-8 ({err.reason})") from None
             if not isinstance(row, dict):
                 raise RecordError(state.path, f"line {line_no}", "<json>", "expected a JSON object")
             sample = parse_record(row, state.path, line_no, framing)
@@ -277,7 +312,7 @@ def resume_state(output: Path) -> tuple[set[str], AlignmentStats]:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = _loads(line)
         except json.JSONDecodeError as err:
             raise RecordError(output, f"line {line_no}", "<json>", f"existing output line is not valid JSON ({err.msg})") from None
         done.add(str(row["id"]))
@@ -310,9 +345,10 @@ def run_alignment(
     output_path.parent.mkdir(parents=True, exist_ok=True)
     done, stats = resume_state(output_path)
 
-    def chunks() -> Iterator[list[tuple[int, str]]]:
-        chunk: list[tuple[int, str]] = []
-        with open(input_path, encoding="utf-8") as handle:
+    def chunks() -> Iterator[list[tuple[int, bytes]]]:
+        # Raw bytes: the driver neither decodes nor parses; workers do (UTF-8, in `_loads`).
+        chunk: list[tuple[int, bytes]] = []
+        with open(input_path, "rb") as handle:
             for line_no, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue
@@ -368,7 +404,7 @@ def _run_pool(chunks, config: AlignConfig, workers: int, path: str, done: frozen
     import collections
     import multiprocessing
 
-    pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(config, path, done))
+    pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(config, path, done, True))
     pending: collections.deque = collections.deque()
     try:
         for chunk in chunks:

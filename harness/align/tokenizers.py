@@ -137,9 +137,11 @@ class SentencePieceTokenizer:
         proto = self.sp.encode(text, return_type="proto")
         table = _chars_before_byte(text)
         ids, tokens, starts, ends = [], [], [], []
+        piece = self._piece_table()
         for p in proto.pieces:
-            ids.append(p.id)
-            tokens.append(self.sp.id_to_piece(p.id))
+            i = p.id
+            ids.append(i)
+            tokens.append(piece[i])
             if table is None:
                 starts.append(p.begin)
                 ends.append(p.end)
@@ -156,6 +158,13 @@ class SentencePieceTokenizer:
                 out[f"<extra_id_{k}>"] = n + self.extra_ids - 1 - k
             self._vocab = out
         return self._vocab
+
+    def _piece_table(self) -> list[str]:
+        """`id_to_piece` for every id, built once (encode looks up every piece of every text)."""
+        table = self.__dict__.get("_pieces")
+        if table is None:
+            table = self._pieces = [self.sp.id_to_piece(i) for i in range(self.sp.get_piece_size())]
+        return table
 
     def piece(self, i: int) -> str:
         return self.sp.id_to_piece(i)
