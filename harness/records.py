@@ -75,8 +75,8 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> int:
     return count
 
 
-def read_jsonl(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
-    """Yield rows; a line that is not a JSON object raises RecordError naming file and line."""
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, row); a line that is not a JSON object raises RecordError naming file and line."""
     with open(path, encoding="utf-8") as handle:
         for lineno, line in enumerate(handle, start=1):
             if not line.strip():
@@ -87,7 +87,13 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
                 raise RecordError(path, f"line {lineno}", "<json>", f"not valid JSON ({err.msg})") from None
             if not isinstance(row, dict):
                 raise RecordError(path, f"line {lineno}", "<json>", "expected a JSON object")
-            yield row
+            yield lineno, row
+
+
+def read_jsonl(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """Yield the rows of a JSONL file (see iter_jsonl for the errors)."""
+    for _, row in iter_jsonl(path):
+        yield row
 
 
 def append_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> None:

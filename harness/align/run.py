@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from harness.records import RecordError
+from harness.records import RecordError, iter_jsonl
 
 from harness.align.api import AlignConfig, Aligner
 from harness.align.errors import AlignmentError, FramingError
@@ -156,21 +156,12 @@ def _probability(value: Any, fail: Callable, field: str, where: str) -> float:
 
 def read_samples(path: str | os.PathLike, framing: str = "none") -> Iterator[TeacherSample]:
     seen: set[str] = set()
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise RecordError(path, f"line {line_no}", "<json>", f"not valid JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise RecordError(path, f"line {line_no}", "<json>", "expected a JSON object")
-            sample = parse_record(row, path, line_no, framing)
-            if sample.id in seen:
-                raise RecordError(path, f"line {line_no}", "id", f"duplicate id {sample.id!r}")
-            seen.add(sample.id)
-            yield sample
+    for line_no, row in iter_jsonl(path):
+        sample = parse_record(row, path, line_no, framing)
+        if sample.id in seen:
+            raise RecordError(path, f"line {line_no}", "id", f"duplicate id {sample.id!r}")
+        seen.add(sample.id)
+        yield sample
 
 
 # ----------------------------------------------------------------------------- worker side
