@@ -114,11 +114,12 @@ def run(cfg: EvalConfig) -> dict:
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model_path, pipeline_check = resolve_model(cfg.model)
     model_args = {"pretrained": model_path, **cfg.extra_model_args}
-    max_length = cfg.max_length or (SEQ2SEQ_MAX_LENGTH if is_encoder_decoder(model_path) else None)
+    seq2seq = is_encoder_decoder(model_path)
+    max_length = cfg.max_length or (SEQ2SEQ_MAX_LENGTH if seq2seq else None)
     if max_length:
         model_args["max_length"] = max_length
     gen_kwargs = {"max_gen_toks": cfg.max_gen_toks} if cfg.max_gen_toks else None
-    if is_encoder_decoder(model_path):
+    if seq2seq:
         # lm-eval hands seq2seq `generate` max_length = encoder length + max_gen_toks, which bounds
         # the *decoder*: T5 could run on for ~2,000 tokens. The authors used max_length=256
         # (start token + 255 new tokens); pass exactly that.
