@@ -1,3 +1,3 @@
-from harness.cli import app
+from harness.cli import main
 
-app()
+main()

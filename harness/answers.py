@@ -1,11 +1,12 @@
 """Answer extraction and scoring rules, shared by the lm-eval tasks and replay scoring.
 
-Two families side by side (see README, "Filters"):
+Rule families side by side (see README, "Filters", and docs/protocol.md):
 - `faithful`: what the authors' code did (FranxYao/FlanT5-CoT-Specialization, src/utils and
   test_bbh.py): last `\\d*\\.?\\d+` in the whole generation compared as floats; BBH
   case-sensitive substring rules.
 - `corrected`: commas, signs and decimals parsed; the number after the first
-  "The answer is" preferred; BBH answers extracted and compared exactly.
+  "The answer is" preferred; BBH answers extracted and compared exactly (exactly one option).
+- `bbh` (BBH only): the BBH paper's exact match, which reproduces its code-davinci-002 row.
 
 Standard library only: training-time filtering of teacher samples uses the same functions.
 """
@@ -163,28 +164,81 @@ def extract_text_answer(prediction: str) -> str:
     return text.strip().strip("*\"'` ").rstrip(".").strip()
 
 
-def extract_bbh_answer(prediction: str, target: str | None = None) -> str:
-    """Corrected BBH extraction: the answer after "the answer is" (any case), else the first line.
+CHOICE_LOOSE = re.compile(r"\(\s*([A-Ra-r])\s*\)")
+SENTENCE_END = re.compile(r"\.(?:\s|$)")
 
-    For multiple-choice tasks (targets like "(B)") the first "(X)" in that span is taken, so
-    "(B) 12/25/1937." extracts to "(B)".
+
+def _answer_clause(prediction: str) -> tuple[str, bool]:
+    """(the clause that states the answer, whether "the answer is" was found).
+
+    The clause runs from the first "the answer is" (any case; else the start) to the end of its
+    line, its sentence, or a made-up next question, whichever comes first.
+    """
+    span = answer_span(prediction)
+    text = span if span is not None else prediction
+    text = strip_continuation(text.strip()).strip().split("\n")[0]
+    return text, span is not None
+
+
+def extract_bbh_answer(prediction: str, target: str | None = None) -> str | None:
+    """Corrected BBH extraction: the answer stated after "the answer is" (any case), else in the
+    first line.
+
+    For multiple-choice targets like "(B)" the clause must name exactly one option: "(B) 12/25/1937."
+    gives "(B)", "( b )" gives "(B)", a bare "B" gives "(B)", but a hedge such as "(A) or (B)" names
+    two and gives None (counted wrong).
     """
     if target is not None and CHOICE.fullmatch(target.strip()):
-        span = answer_span(prediction)
-        text = span if span is not None else prediction
-        text = strip_continuation(text.strip()).strip().split("\n")[0]
-        found = CHOICE.search(text)
-        if found:
-            return found.group()
-        bare = re.match(r"\s*([A-R])\b", text)
+        text, _ = _answer_clause(prediction)
+        text = SENTENCE_END.split(text, maxsplit=1)[0]
+        options = {m.upper() for m in CHOICE_LOOSE.findall(text)}
+        if len(options) == 1:
+            return f"({options.pop()})"
+        if options:
+            return None  # several options stated: a hedge, not an answer
+        bare = re.fullmatch(r"\s*([A-R])\s*\.?\s*", text)
         return f"({bare.group(1)})" if bare else text.strip()
     return extract_text_answer(prediction)
 
 
-def bbh_exact_correct(prediction: str, target: str) -> bool:
-    """Corrected rule: extracted answer equals the target (whitespace and case folded)."""
+def bbh_exact_correct(prediction: str, target: str, protocol: str = "ao") -> bool:
+    """Corrected rule: the extracted answer equals the target (whitespace and case folded).
+
+    In chain-of-thought tasks ("cot") a generation that never says "the answer is" is wrong:
+    its first line is reasoning, not an answer.
+    """
+    if protocol == "cot" and answer_span(strip_continuation(prediction)) is None:
+        return False
     extracted = extract_bbh_answer(prediction, target)
-    return _normalise_text(extracted) == _normalise_text(target)
+    return extracted is not None and _normalise_text(extracted) == _normalise_text(target)
+
+
+# --- the BBH authors' exact match (Suzgun et al., 2022) --------------------------------------
+#
+# How the BBH paper scored code-davinci-002 (the row Fu et al. copy into Table 1): exact string
+# match of the text after the *last* "the answer is " (CoT), or of the whole stripped generation
+# (answer-only), with one trailing full stop removed. Case-sensitive, no option parsing.
+
+PAPER_BBH_PHRASE = "the answer is "
+
+
+def _drop_full_stop(text: str) -> str:
+    return text[:-1] if text.endswith(".") else text
+
+
+def bbh_paper_answer(prediction: str, protocol: str) -> str:
+    """The answer string the BBH authors compared with the target."""
+    if protocol == "cot":
+        return _drop_full_stop(prediction.split(PAPER_BBH_PHRASE)[-1].strip())
+    text = prediction.strip()
+    if PAPER_BBH_PHRASE in text:
+        text = text.split(PAPER_BBH_PHRASE)[-1].strip()
+    return _drop_full_stop(text)
+
+
+def bbh_paper_correct(prediction: str, target: str, protocol: str) -> bool:
+    """The `bbh` rule: the BBH authors' exact match (protocol "cot" or "ao")."""
+    return bbh_paper_answer(prediction, protocol) == target
 
 
 # --- one verdict per item, as the tasks and replay scoring report it -------------------------
@@ -197,10 +251,18 @@ def score_math(prediction: str, gold_raw: str, gold_number: float | None, gold_a
     }
 
 
+BBH_RULES = ("faithful", "corrected", "bbh")
+
+
 def score_bbh(prediction: str, target: str, protocol: str) -> dict[str, float]:
-    """protocol: "cot" (faithful = CoT substring rule) or "ao" (faithful = whole-output substring)."""
+    """All three BBH rules for one generation. protocol: "cot" or "ao".
+
+    faithful: Fu et al.'s test_bbh.py (CoT substring between the 1st and 2nd phrase; AO substring);
+    corrected: ours (one stated answer, exact); bbh: the BBH paper's exact match.
+    """
     faithful = authors_bbh_cot_correct if protocol == "cot" else authors_bbh_ao_correct
     return {
         "acc_faithful": float(faithful(prediction, target)),
-        "acc_corrected": float(bbh_exact_correct(prediction, target)),
+        "acc_corrected": float(bbh_exact_correct(prediction, target, protocol)),
+        "acc_bbh": float(bbh_paper_correct(prediction, target, protocol)),
     }

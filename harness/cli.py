@@ -1,8 +1,14 @@
-"""`python -m harness …`: one command per stage. Parses options and calls the stage; no logic here."""
+"""`python -m harness …`: one command per stage. Parses options and calls the stage; no logic here.
+
+Errors: a user or data error (harness.errors.HarnessError) prints one to three lines and exits
+non-zero (2 for a bad option); `--debug` anywhere on the command line shows the traceback.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -11,10 +17,82 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False, help=__doc__)
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help=__doc__)
 data_app = typer.Typer(no_args_is_help=True, help="Fetch and verify the data sets.")
 app.add_typer(data_app, name="data")
 console = Console(stderr=True)
+out = Console()
+
+
+def version_string() -> str:
+    import importlib.metadata
+
+    from harness.manifest import git_commit
+
+    try:
+        version = importlib.metadata.version("spec-harness")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return f"spec-harness {version} (git {git_commit()})"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(version_string())
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_show_version, help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an error (also: SPEC_DEBUG=1)."),
+):
+    """Reference harness for specializing small language models towards multi-step reasoning."""
+
+
+def _error(message: str) -> None:
+    lines = str(message).strip().splitlines() or ["(no message)"]
+    print(f"error: {lines[0]}", file=sys.stderr)
+    for line in lines[1:]:
+        print(f"  {line}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the typer app and turn user errors into short messages and exit codes."""
+    from typer import exceptions as typer_exceptions
+    from typer._click import exceptions as click  # typer vendors click; its exceptions live here
+
+    from harness.errors import HarnessError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("SPEC_DEBUG") == "1"
+    if "--debug" in args:  # accepted anywhere on the line, handled by the root callback
+        args = ["--debug"] + [a for a in args if a != "--debug"]
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=args, prog_name="python -m harness", standalone_mode=False)
+    except HarnessError as err:
+        if debug:
+            raise
+        _error(str(err))
+        sys.exit(err.exit_code)
+    except click.NoArgsIsHelpError as err:
+        err.show()
+        sys.exit(0)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except (typer_exceptions.Abort, KeyboardInterrupt):
+        if debug:
+            raise
+        _error("interrupted")
+        sys.exit(130)
+    except OSError as err:  # a file the user named cannot be read or written
+        if debug or err.filename is None:
+            raise
+        _error(f"{err.filename}: {err.strerror or err}")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 # Stage sub-apps register here (one line each).
 from harness.align.cli import app as align_app  # noqa: E402
@@ -28,14 +106,17 @@ def data_download(
     only: Optional[str] = typer.Option(None, help="Only files under this prefix, e.g. 'bbh/'."),
 ):
     """Download every data file from its public source, verified by sha256 against the manifest."""
-    from harness.config import ENV_DATA_DIR, default_cache_dir
+    from harness.config import data_dir as resolve
     from harness.data.download import download, manifest
-    import os
+    from harness.errors import UsageError
 
-    root = Path(data_dir or os.environ.get(ENV_DATA_DIR) or default_cache_dir())
-    root.mkdir(parents=True, exist_ok=True)
+    root = resolve(data_dir, must_exist=False)
     entries = [e for e in manifest() if not only or e.file.startswith(only)]
-    with Progress(console=console) as progress:
+    if not entries:
+        prefixes = sorted({e.file.split("/", 1)[0] + "/" for e in manifest()})
+        raise UsageError(f"--only {only!r}: no manifest file starts with it; prefixes: {', '.join(prefixes)}")
+    root.mkdir(parents=True, exist_ok=True)
+    with Progress(console=console, transient=True) as progress:
         bar = progress.add_task("downloading", total=len(entries))
         fetched = download(root, only, progress=lambda entry: progress.advance(bar))
     console.print(f"{len(fetched)} fetched, {len(entries) - len(fetched)} already present in {root}")
@@ -108,15 +189,16 @@ def tasks_list():
 def eval_command(
     model: str = typer.Option(..., help="HF hub id or local path; `tiny` = a random T5 built locally (pipeline check)."),
     tasks: str = typer.Option("gsm8k_cot_spec", help="Comma-separated task or group names (see `harness tasks list`)."),
-    limit: Optional[float] = typer.Option(None, help="Items per task (an int) or a fraction (<1)."),
-    batch_size: int = typer.Option(8),
-    device: Optional[str] = typer.Option(None, help="e.g. cuda:0, cpu (default: lm-eval's choice)."),
+    limit: Optional[float] = typer.Option(None, help="Items per task (an int) or a fraction (<1); > 0."),
+    batch_size: int = typer.Option(8, help="Generation batch size (> 0)."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:N or mps (default: cuda if visible, else cpu)."),
     max_length: Optional[int] = typer.Option(None, help="Context length; default 4096 for T5-style models (lm-eval's 512 would left-truncate spec prompts)."),
     max_gen_toks: Optional[int] = typer.Option(None, help="Override the tasks' 256 new tokens."),
     split_mode: Optional[str] = typer.Option(None, help="faithful | clean (default: each task's own)."),
-    base_prompt: Optional[str] = typer.Option(None, help="cot_base tasks: complex | original | simple | random | direct."),
-    output_dir: Path = typer.Option(Path("runs/eval"), help="lm-eval result and sample files go under OUTPUT_DIR/<model>/."),
+    base_prompt: Optional[str] = typer.Option(None, help="cot_base tasks: original | complex | simple | random | direct."),
+    output_dir: Path = typer.Option(Path("runs/eval"), help="Each run writes OUTPUT_DIR/<model>/<UTC time>/."),
     seed: int = typer.Option(0),
+    strict_data: bool = typer.Option(False, "--strict-data", help="Stop if a data file's sha256 differs from the manifest (default: warn)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Evaluate a model on spec tasks with lm-eval; writes lm-eval's results and samples files."""
@@ -127,48 +209,57 @@ def eval_command(
     cfg = EvalConfig(
         model=model, tasks=[t.strip() for t in tasks.split(",") if t.strip()], limit=limit,
         batch_size=batch_size, device=device, max_length=max_length, max_gen_toks=max_gen_toks,
-        split_mode=split_mode, base_prompt=base_prompt, output_dir=output_dir, seed=seed,
+        split_mode=split_mode, base_prompt=base_prompt, output_dir=output_dir, seed=seed, strict_data=strict_data,
     )
-    summary = run(cfg)
+    summary = run(cfg, warn=lambda message: console.print(f"[bold yellow]{message}[/]", soft_wrap=True))
     if as_json:
         print(json.dumps({k: v for k, v in summary.items() if k != "manifest"}, indent=1))
         return
-    table = Table("task", "n", "acc_faithful %", "acc_corrected %", title=f"{model}")
-    for name, entry in summary["tasks"].items():
-        table.add_row(name, str(entry.get("n")), f"{entry.get('acc_faithful', float('nan')):.2f}", f"{entry.get('acc_corrected', float('nan')):.2f}")
-    Console().print(table)
-    for protocol, rules in summary["bbh"].items():
-        for rule, means in rules.items():
-            Console().print(f"{protocol} {rule}: mean over 27 subtasks {means['mean_27']:.2f} | over 23 groups {means['mean_23']:.2f} ({means['subtasks']} subtasks run)")
+    _print_eval_table(summary)
     if summary.get("pipeline_check"):
-        console.print(f"[bold yellow]{summary['note']}[/]")
-    console.print(f"files written to {summary['output_dir']}")
+        console.print(f"[bold yellow]{summary['note']}[/]", soft_wrap=True)
+    console.print(f"files written to {summary['output_dir']}", soft_wrap=True)
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _print_eval_table(summary: dict) -> None:
+    rules = [r for r in ("acc_faithful", "acc_corrected", "acc_bbh") if any(r in e for e in summary["tasks"].values())]
+    table = Table("task", "n", *(r.removeprefix("acc_") + " %" for r in rules), title=summary.get("model"))
+    for name, entry in summary["tasks"].items():
+        table.add_row(name, "-" if entry.get("n") is None else str(entry["n"]), *(_pct(entry.get(r)) for r in rules))
+    out.print(table)
+    for protocol, per_rule in summary["bbh"].items():
+        means = ", ".join(f"{rule.removeprefix('acc_')} {_pct(m['mean_27'])} / {_pct(m['mean_23'])}" for rule, m in per_rule.items())
+        subtasks = next(iter(per_rule.values()))["subtasks"]
+        out.print(f"{protocol} mean over 27 subtasks / 23 groups ({subtasks} of 27 run): {means}", soft_wrap=True)
 
 
 @app.command("score")
 def score_command(
     suite: str = typer.Option(..., help="bbh_cot | bbh_ao | gsm8k | multiarith | asdiv | svamp"),
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSONL of {task, prediction, target}, or an lm-eval samples_*.jsonl"),
-    rule: str = typer.Option("faithful", help="faithful (the authors' scorer) | corrected (ours)"),
+    file: Path = typer.Argument(..., exists=True, file_okay=True, dir_okay=True, readable=True,
+                                help="JSONL of {task, prediction, target}, an lm-eval samples_*.jsonl, or BBH recorded outputs (a file or folder)"),
+    rule: str = typer.Option("faithful", help="faithful (the authors' scorer) | corrected (ours) | bbh (the BBH paper's exact match; BBH suites)"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
     """Score recorded generations with the tasks' rules (no model needed)."""
-    from harness.eval.replay import read_generations, score
-    from harness.records import RecordError
+    from harness.eval.replay import RULES, SUITES, read_generations, score
+    from harness.errors import check_choice
 
-    try:
-        result = score(read_generations(file, suite), suite, rule)
-    except (RecordError, ValueError) as err:
-        console.print(f"[red]error:[/] {err}")
-        raise typer.Exit(2)
+    check_choice("--suite", suite, SUITES)
+    check_choice("--rule", rule, RULES)
+    result = score(read_generations(file, suite), suite, rule)
     if as_json:
         print(json.dumps(result, indent=1))
         return
     table = Table("task", "n", "accuracy %", title=f"{suite} ({rule} rule): {file.name}")
     for name, entry in result["tasks"].items():
         table.add_row(name, str(entry["n"]), f"{entry['accuracy']:.2f}")
-    Console().print(table)
+    out.print(table)
     if "mean_27" in result:
-        Console().print(f"mean over 27 subtasks: {result['mean_27']:.2f} | over 23 groups: {result['mean_23']:.2f}")
+        out.print(f"mean over 27 subtasks: {result['mean_27']:.2f} | over 23 groups: {result['mean_23']:.2f}", soft_wrap=True)
         if "incomplete" in result:
-            console.print(f"[yellow]{result['incomplete']}[/]")
+            console.print(f"[yellow]{result['incomplete']}[/]", soft_wrap=True)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from harness.errors import DataError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TASKS_DIR = REPO_ROOT / "tasks"
 ENV_DATA_DIR = "SPEC_DATA_DIR"
 
 
-class DataDirError(RuntimeError):
+class DataDirError(DataError, RuntimeError):
     """The data directory is missing or does not hold what was asked for."""
 
 
@@ -24,8 +26,12 @@ def default_cache_dir() -> Path:
     return Path(base) / "spec-harness" / "data"
 
 
-def data_dir(override: str | os.PathLike | None = None) -> Path:
-    """The data directory: the argument, else $SPEC_DATA_DIR, else the download cache."""
+def data_dir(override: str | os.PathLike | None = None, must_exist: bool = True) -> Path:
+    """The data directory, absolute: the argument, else $SPEC_DATA_DIR, else the download cache.
+
+    The one place a data directory setting is read and resolved (a relative SPEC_DATA_DIR is taken
+    from the current directory). `must_exist=False` is for `data download`, which creates it.
+    """
     if override is not None:
         path = Path(override)
     elif os.environ.get(ENV_DATA_DIR):
@@ -33,7 +39,7 @@ def data_dir(override: str | os.PathLike | None = None) -> Path:
     else:
         path = default_cache_dir()
     path = path.expanduser().resolve()
-    if not path.is_dir():
+    if must_exist and not path.is_dir():
         raise DataDirError(
             f"data directory {path} does not exist. Set {ENV_DATA_DIR} to a folder holding the data "
             f"(e.g. {ENV_DATA_DIR}=../shared/data) or run `python -m harness data download`."

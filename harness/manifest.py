@@ -8,6 +8,7 @@ import platform
 import subprocess
 from pathlib import Path
 
+from harness.checksums import manifest, sha256_of
 from harness.config import REPO_ROOT
 
 PACKAGES = ("torch", "transformers", "accelerate", "lm-eval", "triton", "tiktoken", "sentencepiece", "numpy", "datasets")
@@ -45,8 +46,6 @@ def device_description() -> str:
 
 def data_checksums(root: Path, prefixes: tuple[str, ...] = ()) -> dict[str, str]:
     """sha256 of the data files used (manifest entries under the given prefixes), as found on disk."""
-    from harness.data.download import manifest, sha256_of
-
     sums = {}
     for entry in manifest():
         if prefixes and not entry.file.startswith(prefixes):

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from harness.errors import DataError
+
 
 @dataclass(frozen=True)
 class Example:
@@ -39,12 +41,19 @@ class Example:
         return dataclasses.asdict(self)
 
 
-class RecordError(ValueError):
+class RecordError(DataError, ValueError):
     """A data record is malformed; the message names the file, the record and the field."""
 
     def __init__(self, path: str | os.PathLike, record: Any, field: str, problem: str):
         self.path, self.record, self.field = str(path), record, field
         super().__init__(f"{path}: record {record}: field {field!r}: {problem}")
+
+
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it; there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -54,6 +63,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; a plain open() respects the umask
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
             yield handle
             handle.flush()
@@ -77,10 +87,14 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> int:
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, row); a line that is not a JSON object raises RecordError naming file and line."""
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
+    with open(path, "rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise RecordError(path, f"line {lineno}", "<text>", f"not valid UTF-8 (byte {err.start}: {err.reason})") from None
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:

@@ -16,9 +16,25 @@ def pytest_configure(config):
     # Tests read the real data from SPEC_DATA_DIR; CI points it at ../shared/data.
     if not os.environ.get("SPEC_DATA_DIR") and DEFAULT_DATA.is_dir():
         os.environ["SPEC_DATA_DIR"] = str(DEFAULT_DATA)
-    cache = Path(os.environ.get("SPEC_DATA_DIR", "")) / "tokenizers" / "tiktoken_cache"
-    if cache.is_dir():
-        os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(cache))
+    # Resolve the data directory once, the way the harness does, so a relative setting (the
+    # README's SPEC_DATA_DIR=../shared/data) keeps working in tests that change directory or
+    # start subprocesses elsewhere.
+    from harness.config import DataDirError, data_dir, setup_offline_tokenizers
+
+    try:
+        os.environ["SPEC_DATA_DIR"] = str(data_dir())
+        setup_offline_tokenizers()
+    except DataDirError:
+        pass  # the data_dir fixture reports it, with the fix
+    # Hypothesis: no example database, so a failure found once is not silently replayed forever
+    # (and the suite's outcome never depends on what an earlier run stored in this checkout).
+    try:
+        from hypothesis import settings
+
+        settings.register_profile("spec", database=None)
+        settings.load_profile("spec")
+    except ImportError:
+        pass
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -35,10 +51,13 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    path = os.environ.get("SPEC_DATA_DIR")
-    if not path or not Path(path).is_dir():
-        pytest.fail("SPEC_DATA_DIR is not set to the data directory (CI sets it to ../shared/data)")
-    return Path(path)
+    """The data directory exactly as the harness resolves it (absolute, checked)."""
+    from harness.config import DataDirError, data_dir as resolve
+
+    try:
+        return resolve()
+    except DataDirError as err:
+        pytest.fail(f"{err} (the README's test command sets SPEC_DATA_DIR=../shared/data)")
 
 
 @pytest.fixture(autouse=True)

@@ -99,5 +99,50 @@ def test_bbh_exact_rule():
     assert A.bbh_exact_correct("So the answer is (B).", "(B)")
     assert not A.bbh_exact_correct("So the answer is 16.", "6")  # no substring leniency
     assert A.bbh_exact_correct("So the answer is true.", "True")  # case folded
-    assert A.score_bbh("So the answer is 16.", "6", "cot") == {"acc_faithful": 1.0, "acc_corrected": 0.0}
+    assert A.score_bbh("So the answer is 16.", "6", "cot") == {"acc_faithful": 1.0, "acc_corrected": 0.0, "acc_bbh": 0.0}
     assert A.score_math("The answer is -5", "#### -5", -5.0, "-5") == {"acc_faithful": 1.0, "acc_corrected": 1.0}
+
+
+# --- BBH `corrected`: exactly one stated option; CoT needs the answer phrase ------------------
+
+
+@pytest.mark.parametrize(
+    "prediction, target, protocol, correct",
+    [
+        ("So the answer is (A) or (B).", "(A)", "cot", False),  # hedge: two options
+        ("So the answer is (A), (B) or (C).", "(C)", "cot", False),
+        ("So the answer is (A). (A) is the only adjective order that works", "(A)", "cot", True),  # same option twice
+        ("So the answer is (a).", "(A)", "cot", True),  # case
+        ("So the answer is ( B ).", "(B)", "cot", True),  # spacing
+        ("so THE ANSWER IS (B)", "(B)", "cot", True),
+        ("Option (A) is wrong and (B) fits the order.", "(B)", "cot", False),  # no answer phrase in CoT
+        ("Yes", "Yes", "cot", False),  # CoT without the phrase is never an answer
+        ("Yes", "Yes", "ao", True),  # answer-only: the stripped generation is the answer
+        ("(B)", "(B)", "ao", True),
+        ("(A) or (B)", "(A)", "ao", False),
+        ("So the answer is Yes or No.", "Yes", "cot", False),
+        ("So the answer is   valid .", "valid", "cot", True),
+    ],
+)
+def test_bbh_corrected_hedges_options_and_phrases(prediction, target, protocol, correct):
+    assert A.bbh_exact_correct(prediction, target, protocol) is correct
+
+
+@pytest.mark.parametrize(
+    "prediction, target, protocol, correct",
+    [
+        ("Step 1. So the answer is (B).", "(B)", "cot", True),
+        ("So the answer is (A). Then again the answer is (B).", "(B)", "cot", True),  # the last phrase counts
+        ("So the answer is (b).", "(B)", "cot", False),  # case-sensitive
+        ("So the answer is (B)", "(B)", "cot", True),
+        ("So the answer is (B)..", "(B)", "cot", False),  # one full stop removed, not two
+        ("So The answer is (B).", "(B)", "cot", False),  # the phrase is lowercase
+        ("(B)", "(B)", "cot", True),  # no phrase: the whole (stripped) text is compared
+        ("  (B)\n", "(B)", "ao", True),
+        ("the answer is True.", "True", "ao", True),
+        ("True. False", "True", "ao", False),
+    ],
+)
+def test_bbh_paper_rule(prediction, target, protocol, correct):
+    assert A.bbh_paper_correct(prediction, target, protocol) is correct
+    assert A.score_bbh(prediction, target, protocol)["acc_bbh"] == float(correct)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from harness.align.exact import ExactConfig, align_exact
+from harness.errors import check_choice, check_positive
 from harness.align.faithful_fast import align_faithful_detailed
 from harness.align.framing import FRAMINGS
 from harness.align.targets import KIND_ONE_TO_ONE, AlignedSequence, from_string_targets
@@ -31,12 +32,9 @@ class AlignConfig:
     exact: ExactConfig = field(default_factory=ExactConfig)
 
     def __post_init__(self):
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
-        if self.framing not in FRAMINGS:
-            raise ValueError(f"framing must be one of {FRAMINGS}, not {self.framing!r}")
-        if self.k < 1:
-            raise ValueError(f"k must be >= 1, not {self.k}")
+        check_choice("--mode", self.mode, MODES)
+        check_choice("--framing", self.framing, FRAMINGS)
+        check_positive("--k", self.k)
 
 
 class Aligner:

@@ -24,7 +24,10 @@ def run(
     workers: int = typer.Option(0, help="Processes (0 = all cores)."),
     chunk_size: int = typer.Option(64, help="Samples per work unit (also the resume granularity)."),
 ):
-    """Align a teacher data file onto T5 tokens, with a progress bar; safe to re-run after a crash."""
+    """Align a teacher data file onto T5 tokens, with a progress bar; safe to re-run after a crash.
+
+    The output remembers its settings (OUTPUT.settings.json): a rerun with the same ones resumes,
+    other ones are refused."""
     import os
 
     from rich.console import Console
@@ -34,14 +37,24 @@ def run(
     from harness.align.exact import ExactConfig
     from harness.align.run import count_lines, run_alignment
 
+    from harness.errors import DataError, check_positive
+
+    check_positive("--workers", workers, allow_zero=True)
+    check_positive("--chunk-size", chunk_size)
+    if not input_path.is_file():
+        raise DataError(f"{input_path}: no such file (the teacher JSONL to align)")
     config = AlignConfig(mode=mode, framing=framing, k=k,
                          exact=ExactConfig(renormalize=renormalize, tail=tail, max_mismatch_fraction=max_mismatch))
     console = Console(stderr=True)
     total = count_lines(input_path)
-    with Progress(TextColumn("aligning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console) as bar:
-        task = bar.add_task("align", total=total)
-        summary = run_alignment(input_path, output_path, config, workers=workers or os.cpu_count() or 1,
-                                chunk_size=chunk_size, progress=lambda n: bar.advance(task, n))
+    try:
+        with Progress(TextColumn("aligning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console, transient=True) as bar:
+            task = bar.add_task("align", total=total)
+            summary = run_alignment(input_path, output_path, config, workers=workers or os.cpu_count() or 1,
+                                    chunk_size=chunk_size, progress=lambda n: bar.advance(task, n))
+    except KeyboardInterrupt:
+        console.print(f"interrupted: the rows written so far are kept in {output_path}; rerun the same command to resume", soft_wrap=True)
+        raise typer.Exit(130)
     print(json.dumps(summary, indent=1))
 
 

@@ -32,6 +32,7 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
+from harness.errors import UsageError
 from harness.align.errors import TextMismatchError
 from harness.align.framing import check_and_strip
 from harness.align.targets import (
@@ -55,8 +56,10 @@ class ExactConfig:
     max_mismatch_fraction: float = 0.2
 
     def __post_init__(self):
+        if not 0.0 <= self.max_mismatch_fraction <= 1.0:
+            raise UsageError(f"--max-mismatch: {self.max_mismatch_fraction} is not allowed; it must be between 0 and 1")
         if self.renormalize and self.tail:
-            raise ValueError("renormalize and tail are exclusive: a renormalised target has no missing mass")
+            raise UsageError("--renormalize and --tail are exclusive: a renormalised target has no missing mass")
 
 
 class _TextMap:

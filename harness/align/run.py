@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from harness.errors import DataError, check_positive
 from harness.records import RecordError, iter_jsonl
+from harness.resume import claim
 
 from harness.align.api import AlignConfig, Aligner
 from harness.align.errors import AlignmentError, FramingError
@@ -187,8 +189,12 @@ def _init_worker(config: AlignConfig, path: str = "<input>", done: frozenset = f
     _STATE = _WorkerState(Aligner(config), path, done)
     if pool:  # long-lived worker: keep the tokenizer/vocabulary out of every cyclic-GC pass
         import gc
+        import signal
 
         gc.freeze()
+        # Ctrl-C goes to the whole process group: the driver stops the pool and reports once;
+        # workers must not each print a KeyboardInterrupt traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def align_sample(aligner: Aligner, sample: TeacherSample) -> dict[str, Any]:
@@ -333,7 +339,13 @@ def run_alignment(
 ) -> dict[str, Any]:
     """Align every sample of `input_path` not yet in `output_path`; returns the summary statistics."""
     input_path, output_path = Path(input_path), Path(output_path)
+    if not input_path.is_file():
+        raise DataError(f"{input_path}: no such file (the teacher JSONL to align)")
+    check_positive("--workers", workers)
+    check_positive("--chunk-size", chunk_size)
     output_path.parent.mkdir(parents=True, exist_ok=True)
+    # The output remembers what made it: a rerun resumes only with the same input and settings.
+    claim(output_path, "align", {"input": str(input_path.resolve()), "config": _config_dict(config)})
     done, stats = resume_state(output_path)
 
     def chunks() -> Iterator[list[tuple[int, bytes]]]:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
+from harness.errors import UsageError
+
 SPIECE_MARKER = "▁"
 
 
@@ -264,7 +266,7 @@ def load_tokenizer(spec: str):
         from transformers import AutoTokenizer
 
         return HFTokenizer(AutoTokenizer.from_pretrained(spec.split(":", 1)[1]))
-    raise ValueError(f"unknown tokenizer {spec!r}: use tiktoken:<encoding>, t5, spm:<model file>, hf-gpt2 or hf:<path>")
+    raise UsageError(f"unknown tokenizer {spec!r}: use tiktoken:<encoding>, t5, spm:<model file>, hf-gpt2 or hf:<path>")
 
 
 def token_strings(tokenized: Tokenized | Sequence[str]) -> list[str]:

@@ -3,38 +3,40 @@
 from __future__ import annotations
 
 import hashlib
-import json
+import http.client
 import shutil
+import urllib.error
 import urllib.request
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
+from harness.checksums import ManifestEntry, manifest, sha256_of  # noqa: F401 (re-exported)
+from harness.config import ENV_DATA_DIR
+from harness.errors import DataError
 from harness.records import atomic_write
 
 TIKTOKEN_FILES = ("r50k_base", "p50k_base", "cl100k_base")
 OPENAI_BLOB = "https://openaipublic.blob.core.windows.net"
+FETCH_TIMEOUT_S = 60
 
 
-@dataclass(frozen=True)
-class ManifestEntry:
-    file: str
-    url: str
-    sha256: str
-    size: int
+class DownloadError(DataError, ValueError):
+    """A manifest file could not be fetched, or what came back is not the pinned file.
+
+    The message names the file, the URL and the reason, and says that SPEC_DATA_DIR can point at
+    an existing copy instead. `fetched` lists the files written before the failure (kept: each
+    was verified and written atomically).
+    """
+
+    def __init__(self, file: str, url: str, reason: str, fetched: list[str] | None = None):
+        self.file, self.url, self.reason = file, url, reason
+        self.fetched = list(fetched or [])
+        super().__init__(
+            f"{file}: cannot download {url}: {reason}\n"
+            f"To use an existing copy of the data instead, set {ENV_DATA_DIR} to it (e.g. {ENV_DATA_DIR}=../shared/data)."
+        )
 
 
-def manifest() -> list[ManifestEntry]:
-    raw = json.loads(resources.files("harness.data").joinpath("manifest.json").read_text())
-    return [ManifestEntry(e["file"], e["url"], e["sha256"], e["size"]) for e in raw["files"]]
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+# The manifest and sha256 helpers live in the core (harness.checksums); re-exported here.
 
 
 def verify(root: Path, only: str | None = None) -> dict[str, str]:
@@ -68,9 +70,44 @@ def fill_tiktoken_cache(root: Path) -> None:
             shutil.copyfile(source, target)
 
 
+def _reason(exc: BaseException) -> str:
+    """One line saying why a fetch failed (URLError wraps the OS error that says it)."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        if not isinstance(exc.reason, BaseException):
+            return str(exc.reason)
+        exc = exc.reason
+    if isinstance(exc, TimeoutError):  # socket.timeout is TimeoutError
+        return f"timed out after {FETCH_TIMEOUT_S}s"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def fetch(entry: ManifestEntry, fetched: list[str] | None = None) -> bytes:
+    """The bytes at `entry.url`, checked against the manifest's sha256; DownloadError otherwise."""
+    try:
+        with urllib.request.urlopen(entry.url, timeout=FETCH_TIMEOUT_S) as response:
+            payload = response.read()
+    except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError, HTTPError, timeouts
+        raise DownloadError(entry.file, entry.url, _reason(exc), fetched) from exc
+    got = hashlib.sha256(payload).hexdigest()
+    if got != entry.sha256:
+        raise DownloadError(
+            entry.file,
+            entry.url,
+            f"sha256 {got} ({len(payload)} bytes) does not match the manifest's {entry.sha256} ({entry.size} bytes)",
+            fetched,
+        )
+    return payload
+
+
 def download(root: Path, only: str | None = None, progress=None) -> list[str]:
-    """Download missing or corrupt files; returns the files fetched. Each is verified before rename."""
-    fetched = []
+    """Download missing or corrupt files; returns the files fetched. Each is verified before rename.
+
+    Stops at the first file that cannot be fetched or does not match the manifest, raising
+    DownloadError; the files fetched before it stay in place (verified, written atomically).
+    """
+    fetched: list[str] = []
     entries = [e for e in manifest() if not only or e.file.startswith(only)]
     for entry in entries:
         path = root / entry.file
@@ -78,13 +115,12 @@ def download(root: Path, only: str | None = None, progress=None) -> list[str]:
             if progress:
                 progress(entry)
             continue
-        with urllib.request.urlopen(entry.url, timeout=60) as response:
-            payload = response.read()
-        got = hashlib.sha256(payload).hexdigest()
-        if got != entry.sha256:
-            raise ValueError(f"{entry.url}: sha256 {got} does not match the manifest's {entry.sha256} for {entry.file}")
-        with atomic_write(path, "wb") as handle:
-            handle.write(payload)
+        payload = fetch(entry, fetched)
+        try:
+            with atomic_write(path, "wb") as handle:
+                handle.write(payload)
+        except OSError as exc:
+            raise DownloadError(entry.file, entry.url, f"fetched, but cannot write {path}: {_reason(exc)}", fetched) from exc
         fetched.append(entry.file)
         if progress:
             progress(entry)

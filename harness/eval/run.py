@@ -1,29 +1,51 @@
 """`harness eval`: run spec tasks through lm-eval's `simple_evaluate` and write its files.
 
-Writes, under `output_dir/<model>/`: lm-eval's `results_<date>.json` and `samples_<task>_<date>.jsonl`
-(via its own EvaluationTracker, so the files match the `lm_eval` command's), plus `summary.json`
-with the headline numbers and the run manifest.
+Each run gets its own folder, `output_dir/<model>/<UTC time>/`, named from the model's short name
+(never a local path): lm-eval's `results_<date>.json` and `samples_<task>_<date>.jsonl` (written
+by its own EvaluationTracker, so they match the `lm_eval` command's) and `summary.json` with the
+headline numbers and the run manifest. Everything cheap is checked before the model loads.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import difflib
 import json
 import logging
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
+from harness.checksums import check_files
 from harness.config import TASKS_DIR, data_dir
 from harness.data.bbh import TASKS
+from harness.errors import HarnessError, UsageError, check_choice, check_positive
 from harness.eval.summary import bbh_means
-from harness.eval.tiny import resolve_model
+from harness.eval.tiny import model_label, resolve_model
 from harness.manifest import run_manifest
 from harness.records import atomic_write
 
 BBH_PREFIXES = ("bbh_cot_spec_", "bbh_ao_spec_faithful_", "bbh_ao_spec_")
+RULES = ("acc_faithful", "acc_corrected", "acc_bbh")
 SEQ2SEQ_MAX_LENGTH = 4096
 T5_MAX_NEW_TOKENS = 255  # the authors' generate(max_length=256) counts the decoder start token
 PIPELINE_CHECK_NOTE = "PIPELINE CHECK: the model has random weights; these numbers test the plumbing and are not results."
+SPLIT_MODES = ("faithful", "clean")
+BASE_PROMPTS = ("original", "complex", "simple", "random", "direct")
+DATA_PREFIXES = ("gsm8k/", "multiarith/", "asdiv/", "svamp/", "bbh/", "prompts/")
+# Warnings lm-eval prints about things `harness eval` does on purpose (see `run`).
+EXPECTED_WARNINGS = (
+    "Custom kwargs can be passed",  # once per custom_dataset task: every spec task
+    "overrides existing task",  # only when another checkout's tasks are installed: ours win
+    "specified through cli, these settings will update",  # our T5 decode length
+    "Please use `max_gen_toks` instead",  # idem: max_length is deliberate for seq2seq
+)
+
+
+class EvalSetupError(HarnessError):
+    """The run cannot start: unknown task or model, unusable output folder, missing device."""
 
 
 @dataclass
@@ -42,22 +64,113 @@ class EvalConfig:
     base_prompt: str | None = None
     output_dir: Path = Path("runs/eval")
     seed: int = 0
+    strict_data: bool = False  # fail (instead of warning) when data files differ from the manifest
     extra_model_args: dict = field(default_factory=dict)
 
 
-def _metadata(cfg: EvalConfig) -> dict:
-    meta = {}
-    if cfg.split_mode:
-        meta["split_mode"] = cfg.split_mode
-    if cfg.base_prompt:
-        meta["base_prompt"] = cfg.base_prompt
-    return meta
+# --- cheap checks, before anything loads --------------------------------------------------------
 
 
-def is_encoder_decoder(model_path: str) -> bool:
+def spec_task_names(tasks_dir: Path = TASKS_DIR) -> set[str]:
+    """Task and group names defined in tasks/*.yaml (read as text: no lm-eval import)."""
+    names = set()
+    for path in tasks_dir.glob("*.yaml"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.startswith(("task: ", "group: ")):
+                names.add(line.split(": ", 1)[1].strip())
+    return names
+
+
+def check_tasks(tasks: list[str], known_elsewhere: Callable[[str], bool] | None = None) -> None:
+    if not tasks:
+        raise UsageError("--tasks: no task given; see `python -m harness tasks list`")
+    ours = spec_task_names()
+    for task in tasks:
+        if task in ours or (known_elsewhere is not None and known_elsewhere(task)):
+            continue
+        close = difflib.get_close_matches(task, sorted(ours), n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else "see `python -m harness tasks list`"
+        raise UsageError(f"--tasks: unknown task {task!r}; {hint}")
+
+
+def check_device(device: str | None) -> str:
+    """The torch device to use; a CUDA device that is not there is an error, not a silent CPU run."""
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    match = re.fullmatch(r"(cpu|mps|cuda)(?::(\d+))?", device)
+    if not match:
+        raise UsageError(f"--device: {device!r} is not a device; use cpu, cuda, cuda:N or mps")
+    kind, index = match.group(1), match.group(2)
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise EvalSetupError(f"--device {device}: no CUDA GPU is visible (torch.cuda.is_available() is False); use --device cpu")
+        if index is not None and int(index) >= torch.cuda.device_count():
+            raise EvalSetupError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise EvalSetupError(f"--device {device}: MPS is not available on this machine")
+    return device
+
+
+def check_output_dir(path: Path) -> None:
+    """The output folder must be creatable and writable; found out now, not after generation."""
+    if path.exists() and not path.is_dir():
+        raise EvalSetupError(f"--output-dir {path}: exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise EvalSetupError(f"--output-dir {path}: cannot write there ({err.strerror or err})") from None
+
+
+def check_options(cfg: EvalConfig) -> None:
+    check_positive("--limit", cfg.limit)
+    check_positive("--batch-size", cfg.batch_size)
+    check_positive("--max-length", cfg.max_length)
+    check_positive("--max-gen-toks", cfg.max_gen_toks)
+    if cfg.split_mode is not None:
+        check_choice("--split-mode", cfg.split_mode, SPLIT_MODES)
+    if cfg.base_prompt is not None:
+        check_choice("--base-prompt", cfg.base_prompt, BASE_PROMPTS)
+
+
+def check_model(model: str) -> tuple[str, bool, bool]:
+    """(path or hub id, is pipeline check, is encoder-decoder); an unknown model is a clear error."""
     from transformers import AutoConfig
 
-    return bool(getattr(AutoConfig.from_pretrained(model_path), "is_encoder_decoder", False))
+    path, pipeline_check = resolve_model(model)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        if Path(path).is_dir():
+            where = "a local folder without a usable config.json"
+        elif model.startswith(("/", ".", "~")):
+            raise EvalSetupError(f"--model {model!r}: no such folder. Use a hub id (e.g. google/flan-t5-base), a local model folder, or `tiny`.") from None
+        else:
+            where = "not a local folder, and not found on the Hugging Face Hub"
+        offline = " (offline: HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise EvalSetupError(f"--model {model!r}: {where}{offline}; {first}\nUse a hub id (e.g. google/flan-t5-base), a local model folder, or `tiny`.") from None
+    return path, pipeline_check, bool(getattr(config, "is_encoder_decoder", False))
+
+
+def check_data(root: Path, strict: bool, warn: Callable[[str], None]) -> dict[str, str]:
+    """sha256 of the evaluation data against the manifest: a loud warning, or an error when strict."""
+    status = check_files(root, DATA_PREFIXES)
+    bad = {f: s for f, s in status.items() if s == "mismatch"}
+    if bad:
+        files = ", ".join(sorted(bad)[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        message = f"data files differ from the pinned manifest (sha256): {files} in {root}"
+        if strict:
+            raise EvalSetupError(message + "\n--strict-data is set; fix the files with `python -m harness data download`.")
+        warn(f"WARNING: {message}; results may not be comparable (use --strict-data to stop instead).")
+    return status
+
+
+# --- summary -------------------------------------------------------------------------------------
 
 
 def bbh_subtask(task_name: str) -> tuple[str, str] | None:
@@ -69,21 +182,27 @@ def bbh_subtask(task_name: str) -> tuple[str, str] | None:
 
 
 def summarise(results: dict) -> dict:
-    """Per-task accuracies (percent) for both rules, plus BBH 27/23 means per protocol."""
+    """Per-task accuracies (percent) for every rule a task reports, plus BBH 27/23 means per protocol.
+    A group's `n` is the sum of its members' items."""
     rows = results.get("results", {})
     n_samples = results.get("n-samples", {})
+    members = results.get("group_subtasks", {})
     tasks = {}
     for name, metrics in rows.items():
         entry = {}
-        for rule in ("acc_faithful", "acc_corrected"):
+        for rule in RULES:
             value = metrics.get(f"{rule},none")
             if isinstance(value, (int, float)):
                 entry[rule] = round(100 * value, 4)
         if entry:
             entry["n"] = n_samples.get(name, {}).get("effective")
             tasks[name] = entry
+    for name, entry in tasks.items():
+        if entry["n"] is None and members.get(name):
+            counts = [n_samples.get(m, {}).get("effective") for m in members[name]]
+            entry["n"] = sum(c for c in counts if c is not None) if any(c is not None for c in counts) else None
     out = {"tasks": tasks, "bbh": {}}
-    for rule in ("acc_faithful", "acc_corrected"):
+    for rule in RULES:
         per_protocol: dict[str, dict[str, tuple[float, int]]] = {}
         for name, entry in tasks.items():
             found = bbh_subtask(name)
@@ -94,27 +213,81 @@ def summarise(results: dict) -> dict:
     return out
 
 
-class _DropCustomDatasetHint(logging.Filter):
-    """lm-eval warns "Custom kwargs can be passed to `--metadata`…" once per custom_dataset task
-    (every spec task): 54 lines for one BBH protocol, and no information for our users."""
+# --- the run -------------------------------------------------------------------------------------
+
+
+class _DropExpected(logging.Filter):
+    """Drop lm-eval warnings about choices `harness eval` makes on purpose (EXPECTED_WARNINGS)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "Custom kwargs can be passed" not in record.getMessage()
+        message = record.getMessage()
+        return not any(text in message for text in EXPECTED_WARNINGS)
 
 
-def run(cfg: EvalConfig) -> dict:
-    import lm_eval
-    from lm_eval.loggers import EvaluationTracker
+def _quiet_libraries() -> None:
+    for name in ("lm_eval", "lm_eval.api.task", "lm_eval.evaluator", "lm_eval.models.huggingface", "lm_eval.tasks._index", "lm_eval.tasks"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropExpected) for f in logger.filters):
+            logger.addFilter(_DropExpected())
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Loading weights" / "Writing model shards" bars
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _task_manager(metadata: dict | None):
+    """lm-eval's TaskManager seeing our tasks once: from lm-eval's own folder when `harness tasks
+    install` linked this checkout there, else through include_path."""
     from lm_eval.tasks import TaskManager
 
-    import torch
+    from harness.eval.registration import status
 
-    logging.getLogger("lm_eval.api.task").addFilter(_DropCustomDatasetHint())
+    installed = status()
+    ours = installed["installed"] and installed["source"] == str(TASKS_DIR.resolve())
+    return TaskManager(include_path=None if ours else str(TASKS_DIR), metadata=metadata)
+
+
+def run_folder(cfg: EvalConfig) -> Path:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    base = Path(cfg.output_dir) / model_label(cfg.model)
+    folder, i = base / stamp, 1
+    while folder.exists():
+        i += 1
+        folder = base / f"{stamp}-{i}"
+    return folder
+
+
+def prepare(cfg: EvalConfig, warn: Callable[[str], None] = print) -> dict:
+    """Every check that needs no model or lm-eval index; returns what `run` needs from them."""
+    check_options(cfg)
+    if _all_spec(cfg.tasks):  # other names are checked against lm-eval's index in `run`
+        check_tasks(cfg.tasks)
+    device = check_device(cfg.device)
+    check_output_dir(Path(cfg.output_dir))
     root = data_dir()
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model_path, pipeline_check = resolve_model(cfg.model)
+    data_status = check_data(root, cfg.strict_data, warn)
+    return {"device": device, "data_root": root, "data_status": data_status}
+
+
+def _all_spec(tasks: list[str]) -> bool:
+    ours = spec_task_names()
+    return not tasks or all(t in ours for t in tasks)
+
+
+def run(cfg: EvalConfig, warn: Callable[[str], None] = print) -> dict:
+    import lm_eval
+    from lm_eval.loggers import EvaluationTracker
+
+    checked = prepare(cfg, warn)
+    _quiet_libraries()
+    manager = _task_manager(_metadata(cfg) or None)
+    if not _all_spec(cfg.tasks):  # names from lm-eval's own catalogue: checked against its index
+        known = set(manager.all_tasks)
+        check_tasks(cfg.tasks, known_elsewhere=known.__contains__)
+    model_path, pipeline_check, seq2seq = check_model(cfg.model)
     model_args = {"pretrained": model_path, **cfg.extra_model_args}
-    seq2seq = is_encoder_decoder(model_path)
     max_length = cfg.max_length or (SEQ2SEQ_MAX_LENGTH if seq2seq else None)
     if max_length:
         model_args["max_length"] = max_length
@@ -124,17 +297,17 @@ def run(cfg: EvalConfig) -> dict:
         # the *decoder*: T5 could run on for ~2,000 tokens. The authors used max_length=256
         # (start token + 255 new tokens); pass exactly that.
         gen_kwargs = {"max_length": (cfg.max_gen_toks or T5_MAX_NEW_TOKENS) + 1}
-    manager = TaskManager(include_path=str(TASKS_DIR), metadata=_metadata(cfg) or None)
-    safe_name = re.sub(r"[^A-Za-z0-9_.-]+", "__", cfg.model)
-    out_dir = Path(cfg.output_dir) / safe_name
-    tracker = EvaluationTracker(output_path=str(out_dir))
+    out_dir = run_folder(cfg)
+    # A path ending in .json makes lm-eval write results_<date>.json / samples_<task>_<date>.jsonl
+    # straight into our run folder instead of a folder named after the model path.
+    tracker = EvaluationTracker(output_path=str(out_dir / "results.json"))
     results = lm_eval.simple_evaluate(
         model="hf",
         model_args=model_args,
         tasks=cfg.tasks,
         limit=cfg.limit,
         batch_size=cfg.batch_size,
-        device=device,
+        device=checked["device"],
         task_manager=manager,
         log_samples=True,
         evaluation_tracker=tracker,
@@ -152,12 +325,27 @@ def run(cfg: EvalConfig) -> dict:
         if samples and task_name in samples:
             tracker.save_results_samples(task_name=task_name, samples=samples[task_name])
     summary = summarise(results)
+    summary["model"] = cfg.model
     summary["pipeline_check"] = pipeline_check
     if pipeline_check:
         summary["note"] = PIPELINE_CHECK_NOTE
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
-    summary["manifest"] = run_manifest(root, ("gsm8k", "multiarith", "asdiv", "svamp", "bbh", "prompts"), config=config, model_args=model_args)
+    mismatched = sorted(f for f, s in checked["data_status"].items() if s != "ok")
+    summary["manifest"] = run_manifest(
+        checked["data_root"], tuple(p.rstrip("/") for p in DATA_PREFIXES), config=config, model_args=model_args,
+        data_not_matching_manifest=mismatched,
+    )
     summary["output_dir"] = str(out_dir)
     with atomic_write(out_dir / "summary.json") as handle:
         json.dump(summary, handle, indent=1)
     return summary
+
+
+def _metadata(cfg: EvalConfig) -> dict:
+    meta = {}
+    if cfg.split_mode:
+        meta["split_mode"] = cfg.split_mode
+    if cfg.base_prompt:
+        meta["base_prompt"] = cfg.base_prompt
+    return meta
+

@@ -7,15 +7,21 @@ Its accuracies are meaningless: every report built on it says so.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from harness.checksums import manifest, sha256_of
 from harness.config import data_file, default_cache_dir
+from harness.records import atomic_write, current_umask
 
 TINY_NAMES = ("tiny", "tiny-random-t5")
-TINY_VERSION = "tiny-t5-v2"  # bump when the architecture below changes
+TINY_VERSION = "tiny-t5-v3"  # bump when the architecture or the folder layout below changes
+# Written into every model folder the harness builds with random (or barely trained) weights;
+# `is_pipeline_check` finds it whatever the folder is called or wherever it was copied.
+MARKER = "spec_harness_model.json"
 
 
 def tiny_model_dir() -> Path:
@@ -47,13 +53,46 @@ def build_tiny_t5(out_dir: Path | None = None, seed: int = 0, data_dir=None) -> 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
     try:
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        write_marker(tmp, kind=TINY_VERSION, seed=seed)
         os.replace(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def write_marker(folder: str | Path, kind: str, **details) -> None:
+    """Mark a model folder as built by the harness with weights that are not a result."""
+    record = {"built_by": "spec-harness", "pipeline_check": True, "kind": kind, **details}
+    with atomic_write(Path(folder) / MARKER) as handle:
+        json.dump(record, handle, indent=1)
+
+
+def is_pipeline_check(path: str | Path) -> bool:
+    """True for a model folder the harness built (its marker file), or the data directory's
+    tiny random T5 wherever it was copied (its weights' sha256 is in the manifest)."""
+    folder = Path(path)
+    if (folder / MARKER).is_file():
+        try:
+            return bool(json.loads((folder / MARKER).read_text()).get("pipeline_check", True))
+        except ValueError:
+            return True
+    known = {e.sha256 for e in manifest() if e.file.startswith("models/")}
+    weights = [folder / name for name in ("pytorch_model.bin", "model.safetensors")]
+    return any(w.is_file() and w.stat().st_size < 50_000_000 and sha256_of(w) in known for w in weights)
+
+
+def model_label(name_or_path: str) -> str:
+    """A short name for output folders: `tiny`, a local folder's name, or `org__model` for a hub id."""
+    if name_or_path in TINY_NAMES:
+        return name_or_path
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        return path.resolve().name or "model"
+    return name_or_path.replace("/", "__")
 
 
 def resolve_model(name_or_path: str, data_dir=None) -> tuple[str, bool]:
@@ -62,4 +101,7 @@ def resolve_model(name_or_path: str, data_dir=None) -> tuple[str, bool]:
         return str(build_tiny_t5(data_dir=data_dir)), True
     if name_or_path == "tiny-random-t5":
         return str(data_file("models/tiny-random-t5", data_dir)), True
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return str(path.resolve()), is_pipeline_check(path)
     return name_or_path, False

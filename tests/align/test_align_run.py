@@ -60,6 +60,8 @@ def test_resume_after_a_crash_neither_loses_nor_duplicates(teacher_file, tmp_pat
     crashed = tmp_path / "crashed.jsonl"
     lines = expected.splitlines(keepends=True)
     crashed.write_text("".join(lines[:5]) + lines[5][: len(lines[5]) // 2], encoding="utf-8")  # torn 6th line
+    # the same job crashed: its settings file was written before any row
+    (tmp_path / "crashed.jsonl.settings.json").write_bytes((tmp_path / "clean.jsonl.settings.json").read_bytes())
     summary = run_alignment(teacher_file, crashed, config, chunk_size=4)
     assert crashed.read_text(encoding="utf-8") == expected
     assert summary["written_now"] == len(lines) - 5 and summary["sequences"] == len(lines)

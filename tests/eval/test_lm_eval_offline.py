@@ -2,6 +2,7 @@
 whose sample files `harness score` re-scores to the same numbers."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,12 @@ def test_plain_lm_eval_command(tiny, installed, tmp_path):
     assert _longest_generation(samples, tiny) <= 256
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _longest_generation(samples, tokenizer_dir) -> int:
     """T5 tokens of the longest generation (the random model never emits EOS, so it runs to the cap)."""
     from transformers import AutoTokenizer
@@ -70,7 +77,11 @@ def test_harness_eval_then_score_agree(tmp_path, monkeypatch):
     assert summary["pipeline_check"] is True and "not results" in summary["note"]
     entry = summary["tasks"]["svamp_cot_spec_zeroshot"]
     assert entry["n"] == 3
-    saved = json.loads((tmp_path / "out" / "tiny" / "summary.json").read_text())
+    run_dir = Path(summary["output_dir"])
+    assert run_dir.parent == tmp_path / "out" / "tiny"  # named from the model, one folder per run
+    assert {p.name.split("_")[0] for p in run_dir.iterdir()} == {"results", "samples", "summary.json"}
+    assert (run_dir / "summary.json").stat().st_mode & 0o777 == 0o666 & ~_umask()
+    saved = json.loads((run_dir / "summary.json").read_text())
     assert saved["manifest"]["git_commit"] and saved["manifest"]["data_sha256"]["svamp/SVAMP.json"]
     samples = next((tmp_path / "out").rglob("samples_svamp_cot_spec_zeroshot_*.jsonl"))
     # The authors' generate(max_length=256): at most 255 new tokens, not encoder length + 256.

@@ -1,0 +1,47 @@
+"""Errors a user can fix, and how the CLI shows them.
+
+Every stage raises one of these for a bad option, a bad file or a refused resume. The CLI
+(`harness.cli.main`) prints the message (one to three lines: the file, record and field, or the
+option and its allowed values) and exits with `exit_code`; `--debug` shows the traceback.
+Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+
+class HarnessError(Exception):
+    """A user or data error: the message says what is wrong and where, in one to three lines."""
+
+    exit_code = 1
+
+
+class UsageError(HarnessError, ValueError):
+    """An option has a value it cannot take; the message names the option and the allowed values."""
+
+    exit_code = 2
+
+
+class DataError(HarnessError):
+    """A data file is missing, unreadable or malformed."""
+
+
+class ResumeError(HarnessError):
+    """An existing output was written with other settings (or by something else)."""
+
+
+def check_choice(option: str, value, allowed: Iterable) -> None:
+    """Raise UsageError unless `value` is one of `allowed`."""
+    allowed = list(allowed)
+    if value not in allowed:
+        raise UsageError(f"{option}: {value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")
+
+
+def check_positive(option: str, value, allow_zero: bool = False) -> None:
+    """Raise UsageError unless `value` is > 0 (or >= 0)."""
+    if value is None:
+        return
+    if value < 0 or (value == 0 and not allow_zero):
+        shown = f"{value:g}" if isinstance(value, float) else value
+        raise UsageError(f"{option}: {shown} is not allowed; it must be {'>= 0' if allow_zero else '> 0'}")
