@@ -96,8 +96,12 @@ def main(argv: list[str] | None = None) -> None:
 
 # Stage sub-apps register here (one line each).
 from harness.align.cli import app as align_app  # noqa: E402
+from harness.formats.cli import app as formats_app  # noqa: E402
+from harness.teacher.cli import app as teacher_app  # noqa: E402
 
+app.add_typer(teacher_app, name="teacher")
 app.add_typer(align_app, name="align")
+app.add_typer(formats_app, name="formats")
 
 
 @data_app.command("download")

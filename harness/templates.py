@@ -39,6 +39,22 @@ def base_cot(question: str, demos: str, trigger: bool) -> str:
     return f"{demos}\nQuestion: {question}\n" + (f"{COT_TRIGGER}\n" if trigger else "")
 
 
+def strip_colons(text: str) -> str:
+    """The authors' question/CoT stripper on a bare text: every `": "` deleted, then stripped.
+
+    Their `''.join(("Question 3: " + text).split(': ')[1:]).strip()` equals this, because
+    `str.split` finds the prefix's own `": "` first and then splits `text` exactly as here. The
+    faithful training formats, and the alignment of their targets, use it.
+    """
+    return "".join(text.split(": ")).strip()
+
+
+def teacher_cot(question: str, demos: str) -> str:
+    """The teacher-sampling prompt (the authors' codex_decode_gsm8k.py): the 8-shot demos, a
+    newline, `Question: {q}`, a newline and the trigger, with no trailing newline."""
+    return f"{demos}\nQuestion: {question}\n{COT_TRIGGER}"
+
+
 def bbh_cot(question: str, prompt_file: str) -> str:
     return f"{prompt_file}\n\nQ: {question}\nA: {COT_TRIGGER}.\n"
 

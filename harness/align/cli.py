@@ -13,8 +13,10 @@ app = typer.Typer(no_args_is_help=True, help="Align teacher top-k distributions 
 
 @app.command("run")
 def run(
-    input_path: Path = typer.Argument(..., help="Teacher JSONL: id, text, tokens, topk (see docs/alignment.md)."),
-    output_path: Path = typer.Argument(..., help="Output JSONL (appended to and resumed if it exists)."),
+    input_path: Path = typer.Argument(..., help="A teacher store folder (docs/teacher-store.md) or a teacher JSONL (docs/alignment.md)."),
+    output_path: Path = typer.Argument(..., help="Output: a Parquet folder for a store, a JSONL file for JSONL; resumed if it exists."),
+    setting: str = typer.Option("corrected", help="Store input: the text the formats train on: faithful (the authors' ': '-deleted) | corrected."),
+    select: str = typer.Option("correct", help="Store input: which samples: correct | correct_faithful | all."),
     mode: str = typer.Option("exact", help="exact (offset spans, ours) or faithful (the authors' DTW)."),
     framing: str = typer.Option("none", help="authors: apply their ' step'/'\\n' frame checks; none: no frame."),
     k: int = typer.Option(5, help="Width of the fixed-K output arrays."),
@@ -36,21 +38,34 @@ def run(
     from harness.align.api import AlignConfig
     from harness.align.exact import ExactConfig
     from harness.align.run import count_lines, run_alignment
-
-    from harness.errors import DataError, check_positive
+    from harness.align.store import count_selected, is_teacher_store, run_store_alignment
+    from harness.errors import DataError, check_choice, check_positive
 
     check_positive("--workers", workers, allow_zero=True)
     check_positive("--chunk-size", chunk_size)
-    if not input_path.is_file():
-        raise DataError(f"{input_path}: no such file (the teacher JSONL to align)")
+    if not input_path.is_file() and not input_path.is_dir():
+        raise DataError(f"{input_path}: no such file or folder (a teacher store or a teacher JSONL)")
     config = AlignConfig(mode=mode, framing=framing, k=k,
                          exact=ExactConfig(renormalize=renormalize, tail=tail, max_mismatch_fraction=max_mismatch))
     console = Console(stderr=True)
-    total = count_lines(input_path)
+    store = input_path.is_dir()
+    if store:
+        if not is_teacher_store(input_path):
+            raise DataError(f"{input_path}: a folder but not a teacher store (no settings.json and data/); see docs/teacher-store.md")
+        check_choice("--setting", setting, ("faithful", "corrected"))
+        check_choice("--select", select, ("correct", "correct_faithful", "all"))
+        total = count_selected(input_path, select)
+    else:
+        total = count_lines(input_path)
     try:
         with Progress(TextColumn("aligning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console, transient=True) as bar:
             task = bar.add_task("align", total=total)
-            summary = run_alignment(input_path, output_path, config, workers=workers or os.cpu_count() or 1,
+            if store:
+                summary = run_store_alignment(input_path, output_path, config, setting=setting, select=select,
+                                              workers=workers or os.cpu_count() or 1, chunk_size=chunk_size,
+                                              progress=lambda n: bar.advance(task, n))
+            else:
+                summary = run_alignment(input_path, output_path, config, workers=workers or os.cpu_count() or 1,
                                     chunk_size=chunk_size, progress=lambda n: bar.advance(task, n))
     except KeyboardInterrupt:
         console.print(f"interrupted: the rows written so far are kept in {output_path}; rerun the same command to resume", soft_wrap=True)

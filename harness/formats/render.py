@@ -28,7 +28,7 @@ from typing import Sequence
 
 from harness.errors import DataError, check_choice
 from harness.records import Example
-from harness.templates import COT_TRIGGER
+from harness.templates import COT_TRIGGER, strip_colons  # noqa: F401 (part of this module's API)
 
 FORMATS = ("in_context_answer_only", "in_context_cot", "zero_shot_answer_only", "zero_shot_cot")
 COT_FORMATS = ("in_context_cot", "zero_shot_cot")
@@ -46,15 +46,6 @@ def check_format(fmt: str) -> None:
 
 def check_setting(setting: str) -> None:
     check_choice("setting", setting, SETTINGS)
-
-
-def strip_colons(text: str) -> str:
-    """The authors' question/CoT stripper applied to a bare text: every `": "` deleted, then strip.
-
-    Their `''.join(("Question 3: " + text).split(': ')[1:]).strip()` equals this, because
-    `str.split` finds the prefix's own `": "` first and then splits `text` exactly as here.
-    """
-    return "".join(text.split(": ")).strip()
 
 
 def clean_text(text: str, setting: str) -> str:

@@ -1,0 +1,111 @@
+"""The sampling job: the authors' prompt and cut, grading, shards, resume without loss or
+duplication, refusal to resume with other settings. A scripted teacher stands in for a model."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from harness.errors import ResumeError, UsageError
+from harness.teacher.base import Completion
+from harness.teacher.sample import SampleJobConfig, SamplingConfig, TeacherConfig, answer_line_cut, load_config, run_sampling
+from harness.teacher.store import TeacherStore
+
+
+def _completion(text: str) -> Completion:
+    tokens = re.findall(r"\n| ?[^\s]+| ", text)  # newlines alone, words with their leading space
+    return Completion(text=text, tokens=tokens, token_logprobs=[-0.1] * len(tokens), top_tokens=[[t, "x"] for t in tokens],
+                      top_logprobs=[[-0.1, -2.5] for _ in tokens], finish_reason="length")
+
+
+class ScriptedTeacher:
+    """Sample i of a question answers the gold when i is even, gold+1 when odd, then rambles on."""
+
+    model, tokenizer = "scripted", "tiktoken:p50k_base"
+
+    def __init__(self, golds: dict[str, str], fail_after_calls: int | None = None):
+        self.golds, self.calls, self.fail_after_calls, self.prompts = golds, 0, fail_after_calls, []
+
+    def sample(self, requests, progress=None):
+        self.calls += 1
+        if self.fail_after_calls is not None and self.calls > self.fail_after_calls:
+            raise KeyboardInterrupt  # the job dies mid-run
+        out = []
+        for request in requests:
+            self.prompts.append(request.prompt)
+            question = request.prompt.rsplit("\nQuestion: ", 1)[1].split("\n")[0]
+            gold = int(self.golds[question])
+            out.append([_completion(f"\nStep one.\nThe answer is {gold + i % 2}\n\nQuestion: more") for i in range(request.n)])
+        return out
+
+
+@pytest.fixture(scope="module")
+def gsm8k_first(data_dir):
+    from harness.data import load
+
+    return load("gsm8k", "train")[:10]
+
+
+def _config(tmp_path, **sampling) -> SampleJobConfig:
+    return SampleJobConfig(output=tmp_path / "store", teacher=TeacherConfig(kind="default"),
+                           sampling=SamplingConfig(limit=10, n=3, **sampling), questions_per_shard=3)
+
+
+def _teacher(examples, **kw):
+    return ScriptedTeacher({e.question: e.answer for e in examples}, **kw)
+
+
+def test_answer_line_cut_keeps_the_first_answer_line():
+    tokens = ["\n", "Step", ".\n", "The", " answer", " is", " 5", ".\n", "\n", "Question", ":"]
+    assert "".join(tokens[: answer_line_cut(tokens)]) == "\nStep.\nThe answer is 5.\n"
+    assert answer_line_cut(["no", " answer"]) == 2
+
+
+def test_job_writes_graded_cut_samples_with_the_authors_prompt(tmp_path, gsm8k_first, data_dir):
+    teacher = _teacher(gsm8k_first)
+    result = run_sampling(_config(tmp_path), teacher=teacher)
+    store = TeacherStore.load(tmp_path / "store")
+    rows = store.read().to_pylist()
+    assert len(rows) == 30 and sorted({(r["question_id"], r["sample_index"]) for r in rows}) == sorted(
+        (e.id, i) for e in gsm8k_first for i in range(3))
+    assert all(r["text"].endswith(f"The answer is {r['answer']}\n") and r["raw_text"].endswith("Question: more") for r in rows)
+    assert [r["correct"] for r in rows if r["question_id"] == gsm8k_first[0].id] == [True, False, True]
+    prompt = (data_dir / "prompts/prompt_complex.txt").read_text()
+    assert teacher.prompts[0] == f"{prompt}\nQuestion: {gsm8k_first[0].question}\nLet's think step by step"
+    stats = result["stats"]
+    assert stats["first_sample_accuracy"]["corrected"] == 1.0 and stats["questions_with_correct_sample"]["corrected"] == 10
+    assert stats["samples"]["correct"] == 20 and json.loads((tmp_path / "store/stats.json").read_text()) == stats
+
+
+def test_a_killed_job_resumes_without_loss_or_duplicates(tmp_path, gsm8k_first):
+    with pytest.raises(KeyboardInterrupt):
+        run_sampling(_config(tmp_path), teacher=_teacher(gsm8k_first, fail_after_calls=2))
+    assert len(TeacherStore.load(tmp_path / "store")) == 18  # two shards of 3 questions x 3 samples
+    again = _teacher(gsm8k_first)
+    result = run_sampling(_config(tmp_path), teacher=again)
+    assert again.calls == 2 and result["this_run"]["skipped"] == 6  # only the 4 missing questions asked
+    keys = [(r["question_id"], r["sample_index"]) for r in TeacherStore.load(tmp_path / "store").read(["question_id", "sample_index"]).to_pylist()]
+    assert len(keys) == 30 and len(set(keys)) == 30
+
+
+def test_other_settings_are_refused(tmp_path, gsm8k_first):
+    run_sampling(_config(tmp_path), teacher=_teacher(gsm8k_first))
+    with pytest.raises(ResumeError, match="sampling.temperature: 0.5 -> 0.7"):
+        run_sampling(_config(tmp_path, temperature=0.7), teacher=_teacher(gsm8k_first))
+
+
+def test_config_files_and_overrides(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text("output: runs/x\nteacher:\n  kind: hf\n  model: /models/t\nsampling:\n  n: 8\n  temperature: 0.7\n")
+    cfg = load_config(path, **{"sampling.n": 2})
+    assert cfg.teacher.model == "/models/t" and cfg.sampling.n == 2 and cfg.sampling.temperature == 0.7
+    assert "concurrency" not in cfg.settings()["teacher"]  # speed knobs do not change the data
+    path.write_text("sampling:\n  temprature: 0.7\n")
+    with pytest.raises(UsageError, match="temprature"):
+        load_config(path)
+    with pytest.raises(UsageError, match="teacher.kind"):
+        load_config(None, **{"teacher.kind": "gpt"})
+    with pytest.raises(UsageError, match="sampled"):
+        load_config(None, **{"teacher.kind": "openai", "teacher.model": "m", "sampling.targets": "sampled"})
