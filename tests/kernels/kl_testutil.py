@@ -6,7 +6,11 @@ because the interpreter runs every program in Python.
 
 from __future__ import annotations
 
+import math
+import os
+
 import torch
+from hypothesis import HealthCheck, settings
 
 # Loss: the kernel accumulates in fp32 from the same (rounded) logits the fp64 oracle sees.
 # Gradient: stored in the logits dtype, so one rounding of that dtype relative to the largest entry.
@@ -14,6 +18,51 @@ LOSS_TOL = {torch.float32: 2e-5, torch.bfloat16: 2e-5, torch.float16: 2e-5}
 GRAD_RTOL = {torch.float32: 1e-5, torch.bfloat16: 1.6e-2, torch.float16: 2e-3}
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+# Property tests compare with  |got - want| <= floor + relative part : drawn inputs can make a
+# result ~0 by cancellation, where a purely relative tolerance fails on rounding noise alone.
+# The kernels compute in fp32 whatever the logits dtype, so the floors are counted in fp32 ulps.
+EPS32 = torch.finfo(torch.float32).eps
+# ~2x the worst-case sum of the 3-4 roundings named below; a 5000-draw stress run used <= 0.12 of it.
+FLOOR_ULPS = 8
+LOG_EPS = -math.log(1e-10)  # the faithful variant's epsilon caps its log terms at ~23
+
+
+def property_settings(max_examples: int) -> settings:
+    """Settings for every hypothesis test here: no example database (runs never depend on earlier
+    ones), no deadline (the interpreter is slow). KL_PROPERTY_EXAMPLES=N overrides max_examples
+    for a stress run (e.g. 3000); the committed default stays small."""
+    return settings(
+        max_examples=int(os.environ.get("KL_PROPERTY_EXAMPLES") or max_examples),
+        database=None,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+
+
+def logit_magnitude(logits: torch.Tensor, temperature: float) -> float:
+    """max(1, max |z / T|) over the finite logits: the size of the values the kernel exponentiates."""
+    finite = logits[torch.isfinite(logits)].double()
+    return max(1.0, finite.abs().max().item() / temperature if finite.numel() else 0.0)
+
+
+def grad_atol(logits: torch.Tensor, temperature: float, grad_scale: float) -> float:
+    """Gradient floor. g_j = s/T (C q_j - c_j) with C, q_j, c_j in [0, 1], and q_j = exp(x_j - lse)
+    carries an absolute error of a few fp32 ulps of max|x| (rounding of x = z/T and of lse), which
+    survives when C q - c cancels (q ~ the teacher's one-hot): 8 eps32 |s/T| max(1, max|x|).
+    Storing in the logits dtype is relative (GRAD_RTOL) except in its subnormal range, whose
+    spacing (6e-8 for fp16) is added; `grad_scale` bounds |s| (grad_output / reduction)."""
+    fi = torch.finfo(logits.dtype)
+    compute = FLOOR_ULPS * EPS32 * abs(grad_scale) / temperature * logit_magnitude(logits, temperature)
+    return compute + fi.smallest_normal * fi.eps
+
+
+def loss_atol(logits: torch.Tensor, temperature: float, n_rows: int) -> float:
+    """Loss floor (per row, summed over rows). Each row is a sum, weighted by teacher mass <= 1, of
+    log terms no larger than |log q| <= 2 max|x| + log V (or the faithful epsilon's 23), each with a
+    few fp32 ulps of error, and positive and negative terms may cancel."""
+    mag = 2 * logit_magnitude(logits, temperature) + math.log(logits.shape[-1]) + LOG_EPS
+    return FLOOR_ULPS * EPS32 * n_rows * mag
 
 
 def make_inputs(n, v, k, *, dtype=torch.float32, id_dtype=torch.int64, device=DEVICE, scale=4.0,
@@ -34,10 +83,25 @@ def make_inputs(n, v, k, *, dtype=torch.float32, id_dtype=torch.int64, device=DE
     return (logits.to(device), ids.to(id_dtype).to(device), probs.to(device), mask.to(device))
 
 
-def assert_grad_close(got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype) -> None:
-    """Compare with a tolerance relative to the largest gradient entry (rounding of `dtype`)."""
+def assert_grad_close(got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype, atol: float = 0.0) -> float:
+    """Max error <= atol + (rounding of `dtype`) * the largest gradient entry; returns error / tolerance.
+
+    Fixed-input tests may leave atol at 0; property tests must pass a floor (see `grad_atol`).
+    """
     got, want = got.double(), want.double()
     assert torch.isfinite(got).all(), "non-finite gradient"
-    tol = GRAD_RTOL[dtype] * want.abs().max().clamp(min=1e-12)
-    err = (got - want).abs().max()
-    assert err <= tol, f"max grad error {err:.3e} > {tol:.3e}"
+    tol = atol + GRAD_RTOL[dtype] * want.abs().max().clamp(min=1e-12).item()
+    err = (got - want).abs().max().item()
+    assert err <= tol, f"max grad error {err:.3e} > {tol:.3e} (atol {atol:.3e})"
+    return err / tol
+
+
+def assert_loss_close(got: torch.Tensor, want: torch.Tensor, atol: float, rtol: float) -> float:
+    """|got - want| <= atol + rtol |want| elementwise (as torch.testing); returns the worst error / tolerance."""
+    got, want = got.double(), want.double()
+    assert torch.isfinite(got).all() or torch.equal(got, want), "non-finite loss"
+    err = (got - want).abs()
+    tol = atol + rtol * want.abs()
+    ratio = (err / tol).max().item() if err.numel() else 0.0
+    assert ratio <= 1.0, f"max loss error {err.max().item():.3e}, error/tolerance {ratio:.3f} (atol {atol:.3e}, rtol {rtol:.1e})"
+    return ratio

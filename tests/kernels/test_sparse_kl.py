@@ -8,12 +8,14 @@ import sys
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from kernels import SparseTopKKLLoss, authors_dense_kl, dense_target_from_topk, sparse_topk_kl, sparse_topk_kl_reference
 from kernels.functional import use_triton
-from kl_testutil import LOSS_TOL, assert_grad_close, make_inputs
+from kl_testutil import (
+    LOSS_TOL, assert_grad_close, assert_loss_close, grad_atol, loss_atol, make_inputs, property_settings,
+)
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 
@@ -196,17 +198,38 @@ def test_vocab_256k():
     assert_grad_close(g1, g2, torch.bfloat16)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def check_random_case(n, v, k, temperature, variant, seed, *, dtype=torch.float32, reduction="sum"):
+    """Kernel vs fp64 oracle on drawn inputs, with floors that hold for any draw (kl_testutil)."""
+    k = min(k, v)
+    logits, ids, probs, mask = make_inputs(n, v, k, dtype=dtype, seed=seed)
+    weight = 2.0  # run_both's grad_output: 2 for sum, 2 / n_valid for mean, <= 2 per row for none
+    l1, l2, g1, g2 = run_both(logits, ids, probs, mask, weight=weight, reduction=reduction, variant=variant, temperature=temperature, block_v=128)
+    rows = 1 if reduction == "none" else n  # a mean divides the summed error by n_valid >= 1
+    assert_loss_close(l1, l2, atol=loss_atol(logits, temperature, rows), rtol=LOSS_TOL[dtype])
+    assert_grad_close(g1, g2, dtype, atol=grad_atol(logits, temperature, weight))
+
+
+@property_settings(max_examples=12)
 @given(
     n=st.integers(1, 9), v=st.integers(2, 600), k=st.integers(1, 9),
     temperature=st.floats(0.25, 4.0), variant=st.sampled_from(["corrected", "faithful"]), seed=st.integers(0, 10**6),
 )
+@example(n=3, v=2, k=1, temperature=1.0, variant="corrected", seed=0)  # once failed: error 9.1e-8 on a 1.3e-3 gradient
+@example(n=3, v=2, k=1, temperature=0.3, variant="corrected", seed=20133)  # cancellation at T < 1: 5.9e-6 on 5.8e-2
 def test_random_shapes(n, v, k, temperature, variant, seed):
-    k = min(k, v)
-    logits, ids, probs, mask = make_inputs(n, v, k, seed=seed)
-    l1, l2, g1, g2 = run_both(logits, ids, probs, mask, reduction="sum", variant=variant, temperature=temperature, block_v=128)
-    torch.testing.assert_close(l1.double(), l2, atol=1e-4, rtol=1e-5)
-    assert_grad_close(g1, g2, torch.float32)
+    check_random_case(n, v, k, temperature, variant, seed)
+
+
+@property_settings(max_examples=25)
+@given(
+    n=st.integers(1, 4), v=st.integers(2, 8), k=st.integers(1, 8),
+    temperature=st.floats(0.25, 4.0), variant=st.sampled_from(["corrected", "faithful"]), seed=st.integers(0, 10**6),
+    dtype=st.sampled_from(DTYPES), reduction=st.sampled_from(["none", "sum", "mean"]),
+)
+def test_random_small_vocab(n, v, k, temperature, variant, seed, dtype, reduction):
+    # Tiny vocabularies make q nearly one-hot on the teacher's ids, so C q - c cancels to ~0 and
+    # only the absolute floors keep the comparison meaningful (the case behind the old flake).
+    check_random_case(n, v, k, temperature, variant, seed, dtype=dtype, reduction=reduction)
 
 
 def test_batched_shape_and_module():
