@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from harness.align.api import AlignConfig
-from harness.align.run import _config_dict, _init_worker, _run_pool, _work
+from harness.align.run import _config_dict, _init_worker, _loads, _run_pool, _work
 from harness.align.targets import AlignmentStats
 from harness.errors import DataError, check_choice, check_positive
 from harness.records import RecordError, atomic_write
@@ -38,6 +38,15 @@ SETTINGS = ("faithful", "corrected")
 STORE_COLUMNS = ["question_id", "sample_index", "text", "tokens", "token_logprobs", "top_tokens", "top_logprobs", "framing",
                  "correct", "correct_faithful"]
 STAT_COLUMNS = ("positions", "soft", "multi_entry", "derived", "captured_mass")
+
+
+def _dumps(row: dict[str, Any]) -> bytes:
+    try:
+        import orjson
+
+        return orjson.dumps(row)
+    except ImportError:  # pragma: no cover - orjson is a pinned dependency
+        return json.dumps(row, ensure_ascii=False).encode("utf-8")
 
 
 def is_teacher_store(path: str | os.PathLike) -> bool:
@@ -91,7 +100,7 @@ def store_lines(store: Path, setting: str, select: str, done: set[str]) -> Itera
                     line["token_logprobs"] = row["token_logprobs"]
                     if len(tokens) >= 4 and tokens[0] == " step" and tokens[1] == "\n":
                         line["text"] = "".join(tokens[2:-2]).strip()
-                yield number, json.dumps(line, ensure_ascii=False).encode("utf-8")
+                yield number, _dumps(line)
 
 
 def _done_ids(out: Path) -> set[str]:
@@ -170,7 +179,7 @@ def run_store_alignment(
                 raise RecordError(store, result[1], result[2], result[3])
             advanced += 1
             if result[0] == "row":
-                buffer.append(_row(json.loads(result[2])))
+                buffer.append(_row(_loads(result[2])))
         if len(buffer) >= shard_rows:
             flush()
         if progress:
