@@ -7,7 +7,6 @@ Its accuracies are meaningless: every report built on it says so.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -15,13 +14,11 @@ from pathlib import Path
 
 from harness.checksums import manifest, sha256_of
 from harness.config import data_file, default_cache_dir
-from harness.records import atomic_write, current_umask
+from harness.model_marker import MARKER, read_marker, write_marker  # noqa: F401 (MARKER re-exported)
+from harness.records import current_umask
 
 TINY_NAMES = ("tiny", "tiny-random-t5")
 TINY_VERSION = "tiny-t5-v3"  # bump when the architecture or the folder layout below changes
-# Written into every model folder the harness builds with random (or barely trained) weights;
-# `is_pipeline_check` finds it whatever the folder is called or wherever it was copied.
-MARKER = "spec_harness_model.json"
 
 
 def tiny_model_dir() -> Path:
@@ -64,22 +61,13 @@ def build_tiny_t5(out_dir: Path | None = None, seed: int = 0, data_dir=None) -> 
     return out_dir
 
 
-def write_marker(folder: str | Path, kind: str, **details) -> None:
-    """Mark a model folder as built by the harness with weights that are not a result."""
-    record = {"built_by": "spec-harness", "pipeline_check": True, "kind": kind, **details}
-    with atomic_write(Path(folder) / MARKER) as handle:
-        json.dump(record, handle, indent=1)
-
-
 def is_pipeline_check(path: str | Path) -> bool:
     """True for a model folder the harness built (its marker file), or the data directory's
     tiny random T5 wherever it was copied (its weights' sha256 is in the manifest)."""
     folder = Path(path)
-    if (folder / MARKER).is_file():
-        try:
-            return bool(json.loads((folder / MARKER).read_text()).get("pipeline_check", True))
-        except ValueError:
-            return True
+    marker = read_marker(folder)
+    if marker is not None:
+        return bool(marker.get("pipeline_check", True))
     known = {e.sha256 for e in manifest() if e.file.startswith("models/")}
     weights = [folder / name for name in ("pytorch_model.bin", "model.safetensors")]
     return any(w.is_file() and w.stat().st_size < 50_000_000 and sha256_of(w) in known for w in weights)

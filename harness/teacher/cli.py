@@ -31,6 +31,12 @@ def sample(
 
     from harness.teacher.sample import load_config, load_questions, run_sampling
 
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Loading weights" bars: the job has its own progress
+    except ImportError:  # pragma: no cover
+        pass
     cfg = load_config(config, **{"output": output, "teacher.kind": teacher, "teacher.model": model, "sampling.mode": mode,
                                  "sampling.limit": limit, "sampling.n": n})
     console = Console(stderr=True)
