@@ -298,4 +298,4 @@ def test_bad_score_options_are_usage_errors(random_teacher, known_dir):
     with pytest.raises(UsageError, match="^temperature:"):
         HFTeacher(str(known_dir), logprobs="sampling").sample([SampleRequest("x", 1, 0.0, 2, 2)])
     with pytest.raises(UsageError, match="positions"):
-        random_teacher.score([ScoreRequest("x", " y" * 3000, 2)])
+        random_teacher.score([ScoreRequest("x", " y" * 5000, 2)])  # past N_POSITIONS (4096)

@@ -1,0 +1,201 @@
+"""HTTP client throughput: sustained requests/s of OpenAITeacher against a loopback server.
+
+    python -m harness.teacher.http_bench                      # d=0.05 s, c=32, 2,000 requests
+    python -m harness.teacher.http_bench --delay 0.1 --concurrency 16 --requests 500
+
+The server (tests/teacher/fake_openai_server.py, in its own process) answers every request after
+a fixed delay d, so c requests in flight can at best finish c/d per second. Runs, each repeated
+(median reported): clean; every 10th request failing (429 and 500 in turn, no Retry-After); and
+the same requests over bare aiohttp (no openai client), to tell client overhead from the machine.
+"Sustained" is the rate between the 10th and 90th percentile of completions, free of start-up and
+of the last retries' backoff. The report also gives the client's and server's CPU per request and
+the load average, since on a shared 2-core machine other jobs take cores away. Writes
+reports/teacher/http_client.json and http_client.md. Not a timed test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+from harness.config import REPO_ROOT
+from harness.manifest import run_manifest
+from harness.teacher.base import SampleRequest
+from harness.teacher.openai_backend import OpenAIConfig, OpenAITeacher
+
+SERVER = REPO_ROOT / "tests" / "teacher" / "fake_openai_server.py"
+TARGET = 0.90  # of c/d
+
+
+def cpu_description() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} logical cores"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores"
+
+
+def _bare_aiohttp(base_url: str, concurrency: int, requests: list[SampleRequest], stamps: list[float]) -> int:
+    """The same POSTs from c workers over aiohttp alone (no openai client, no parsing): is the
+    openai client the limit, or the machine?"""
+    import asyncio
+
+    import aiohttp
+
+    async def go():
+        queue = iter(requests)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+            async def worker():
+                for r in queue:
+                    body = {"model": "fake", "prompt": r.prompt, "n": 1, "temperature": r.temperature,
+                            "max_tokens": r.max_tokens, "logprobs": r.top_k, "seed": r.seed}
+                    async with session.post(f"{base_url}/completions", json=body) as resp:
+                        await resp.read()
+                    stamps.append(time.perf_counter())
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+    asyncio.run(go())
+    return len(requests)
+
+
+def run_once(delay: float, concurrency: int, n: int, fault_every: int, max_tokens: int, raw: bool = False) -> dict:
+    server = subprocess.Popen([sys.executable, str(SERVER), "--delay", str(delay), "--fault-every", str(fault_every)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    import aiohttp  # noqa: F401  (imported before the clock starts: their import is no part of the rate)
+    import openai  # noqa: F401
+
+    load0 = os.getloadavg()[0]
+    try:
+        port = int(server.stdout.readline().split()[1])
+        config = OpenAIConfig(f"http://127.0.0.1:{port}/v1", "fake", concurrency=concurrency, timeout_s=10,
+                              backoff_base_s=0.05, backoff_max_s=1, api_key_env="SPEC_BENCH_NO_KEY")
+        teacher = OpenAITeacher(config)
+        requests = [SampleRequest(f"Question {i}: how many clips?", 1, 0.5, max_tokens, 5, seed=i) for i in range(n)]
+        stamps: list[float] = []
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        if raw:
+            attempts = _bare_aiohttp(config.base_url, concurrency, requests, stamps)
+        else:
+            out = teacher.sample(requests, progress=lambda done, retries, tokens: stamps.append(time.perf_counter()))
+            assert len(out) == n and all(len(c) == 1 for c in out)
+            attempts = teacher.usage.requests + teacher.usage.retries
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        server_cpu = _cpu_seconds(server.pid)
+    finally:
+        server.stdin.close()
+        server.wait(timeout=10)
+    lo, hi = int(0.1 * n), int(0.9 * n) - 1
+    sustained = (hi - lo) / (stamps[hi] - stamps[lo])
+    best, first = 0, 0  # most completions in any 1 s window: the rate while no other job took the cores
+    for last in range(len(stamps)):
+        while stamps[last] - stamps[first] > 1.0:
+            first += 1
+        best = max(best, last - first + 1)
+    ideal = concurrency / delay
+    return {
+        "fault_every": fault_every, "wall_s": round(wall, 3), "requests_per_s": round(n / wall, 1),
+        "sustained_requests_per_s": round(sustained, 1), "best_1s_window_requests_per_s": best,
+        "http_attempts_per_s": round(attempts / wall, 1),
+        "ideal_requests_per_s": ideal, "sustained_fraction_of_ideal": round(sustained / ideal, 3),
+        # a failed attempt holds its slot for d too: compare attempts with c/d
+        "sustained_attempts_fraction_of_ideal": round(sustained * attempts / n / ideal, 3),
+        "retries": teacher.usage.retries, "errors": teacher.usage.errors,
+        "client_cpu_s": round(cpu, 3), "client_cpu_ms_per_attempt": round(1000 * cpu / attempts, 3),
+        "server_cpu_s": server_cpu, "load_average_1min_before": round(load0, 2),
+        # each request's cycle if only its own CPU were added to d (client and server one core each)
+        "cpu_model_ceiling_requests_per_s": round(concurrency / (delay + (cpu + (server_cpu or 0)) / attempts), 1),
+    }
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of a live process (Linux), to tell client from server cost."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def write_report(out_dir: Path, record: dict):
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "http_client.json").write_text(json.dumps(record, indent=2) + "\n")
+    d, c = record["delay_s"], record["concurrency"]
+    rows = []
+    for name, reps in record["runs"].items():
+        r = _median_run(reps)
+        spread = sorted(x["sustained_requests_per_s"] for x in reps)
+        rows.append(f"| {name} | {r['sustained_requests_per_s']:.0f} ({spread[0]:.0f}–{spread[-1]:.0f}) | {r['requests_per_s']:.0f} "
+                    f"| {100 * r['sustained_fraction_of_ideal']:.0f}% | {100 * r['sustained_attempts_fraction_of_ideal']:.0f}% "
+                    f"| {r['best_1s_window_requests_per_s']} | {r['retries']} | {r['client_cpu_ms_per_attempt']:.2f} "
+                    f"| {r['server_cpu_s']} | {r['load_average_1min_before']} |")
+    (out_dir / "http_client.md").write_text("\n".join([
+        "# OpenAI-compatible teacher client: throughput on loopback",
+        "",
+        f"Server answers after d = {d} s; concurrency c = {c}; ideal c/d = {c / d:.0f} requests/s; target >= {TARGET:.0%}. "
+        f"{record['requests']:,} requests of {record['max_tokens']} tokens, top-5, per run.",
+        f"{record['cpu']}; Python {record['python']}, openai {record['openai']} (aiohttp {record['aiohttp']} transport); "
+        f"commit {record['manifest']['git_commit']}. Generated by `python -m harness.teacher.http_bench`.",
+        "",
+        f"Each run {record['repeats']} times; the table shows the run with the median sustained rate (range in brackets).",
+        "",
+        "| run | sustained req/s | overall req/s | sustained / ideal | attempts / ideal | best 1 s window | retries "
+        "| client CPU ms / attempt | server CPU s | load avg before |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        "Sustained: completions between the 10th and 90th percentile over their time span. Overall includes "
+        "start-up (connections) and, with faults, the backoff of the last retries (base 0.05 s, full jitter). "
+        "Failed attempts are answered after d too, so with faults the comparable rate is attempts (successes + retries) / c/d. "
+        "The bare-aiohttp row sends the same requests from c workers over aiohttp alone, without the openai client or parsing. "
+        "CPU-model ceiling of the median clean run: c / (d + client and server CPU per attempt) = "
+        f"{_median_run(record['runs']['clean'])['cpu_model_ceiling_requests_per_s']:.0f} req/s; a measured rate below it is "
+        "time spent waiting for a core (see the load average: other jobs share this machine). Best 1 s window: the most "
+        "completions in any one second of the run.",
+        "",
+        *record.get("notes", []),
+        "",
+    ]))
+
+
+def _median_run(reps: list[dict]) -> dict:
+    return sorted(reps, key=lambda r: r["sustained_requests_per_s"])[len(reps) // 2]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--delay", type=float, default=0.05, help="seconds the server waits before answering")
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--max-tokens", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--note", action="append", default=[], help="a line to add under the table")
+    ap.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "teacher")
+    args = ap.parse_args(argv)
+    runs = {}
+    plan = (("clean", 0, False), ("10% 429/500", 10, False), ("bare aiohttp, no openai client, clean", 0, True))
+    for name, every, raw in plan:
+        runs[name] = [run_once(args.delay, args.concurrency, args.requests, every, args.max_tokens, raw)
+                      for _ in range(args.repeats)]
+        print(f"{name}: {_median_run(runs[name])}", flush=True)
+    record = {
+        "delay_s": args.delay, "concurrency": args.concurrency, "requests": args.requests, "max_tokens": args.max_tokens,
+        "repeats": args.repeats, "target_fraction": TARGET, "runs": runs, "notes": args.note,
+        "python": platform.python_version(), "openai": version("openai"), "httpx2": version("httpx2"),
+        "aiohttp": version("aiohttp"), "cpu": cpu_description(), "manifest": run_manifest(),
+    }
+    write_report(args.out, record)
+    print(f"wrote {args.out / 'http_client.json'} and {args.out / 'http_client.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,619 @@
+"""An OpenAI-compatible HTTP teacher (vLLM, SGLang, hosted APIs): sample or score with top-k logprobs.
+
+    teacher = OpenAITeacher(OpenAIConfig.from_env(concurrency=32, tokens_per_minute=900_000))
+    print(estimate_cost(teacher.config, 7473 * 2, 2600, 20 * 256, usd_per_1m_prompt=0.5).summary())
+    samples = teacher.sample([SampleRequest(prompt, n=20, temperature=0.5, max_tokens=256, top_k=5)])
+
+Transport: `openai.AsyncOpenAI` with its own retries off (max_retries=0), so one policy applies:
+at most `concurrency` requests in flight, request and token buckets (per minute), and retries with
+exponential backoff and full jitter on 408/409/429/5xx, timeouts, connection errors and
+malformed or truncated bodies. A `Retry-After` (seconds or HTTP date; `retry-after-ms` first)
+pauses every request until it has passed. Other 4xx fail at once with the status and the
+server's message. The API key is read from `$api_key_env` when the client is made and is kept
+nowhere else: not in the config, `settings()`, messages or logs.
+
+Token strings spell the text ("".join(tokens) == text). Servers send per-token strings that
+cannot always be decoded alone: OpenAI spells a token holding part of a UTF-8 character
+"bytes:\\xe2\\x80" (legacy completions) or gives its exact `bytes` (chat); vLLM puts U+FFFD in
+the string (and in chat `bytes`). Exact bytes are decoded incrementally, so a character belongs
+to the token that completes it (the tokens before it spell ""). U+FFFD pieces are re-spelled
+against the text, each standing for at most one non-ASCII character, again given to the last
+token that can hold it. Top-k alternatives keep the server's string, partial bytes shown as U+FFFD.
+vLLM ends the text before a stop string but sends the tokens through it: those are cut at the
+text's end. Scoring (completions only) echoes prompt + text with max_tokens 0 (1 where the
+server refuses 0; the generated token is dropped) and keeps the positions that cover the text,
+found from the token offsets: the text_offset of the respelled tokens, recomputed here because
+vLLM's counts its U+FFFD placeholders and drifts after a split character. A token that straddles
+the prompt/text boundary keeps its text part. Anything else that does not
+fit is a DataError. Anomalies that are kept (fewer top-k than asked, a straddling token, a
+server cap on n) are counted in `notes`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import collections
+import email.utils
+import math
+import os
+import random
+import re
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+from harness.errors import DataError, HarnessError, UsageError, check_choice, check_positive
+from harness.teacher.base import Completion, Progress, SampleRequest, ScoreRequest, UsageCounter
+
+try:
+    import orjson
+
+    _loads = orjson.loads
+except ImportError:  # pragma: no cover
+    import json
+
+    _loads = json.loads
+
+APIS = ("completions", "chat")
+HTTP_CLIENTS = ("aiohttp", "httpx")  # the openai client's transport: aiohttp costs less CPU per request
+MAX_RETRY_AFTER_S = 600.0  # a longer Retry-After is clamped to this
+REPLACEMENT = "\ufffd"
+
+
+@dataclass(frozen=True)
+class OpenAIConfig:
+    """`base_url` ends in /v1. Rates are per minute (None: unlimited); `timeout_s` is per request
+    (read timeout: the longest silence). `max_n`: most samples one request asks for (larger `n`
+    is split; a server returning fewer is asked again for the rest). `prompt_logprobs`: also send
+    vLLM's `prompt_logprobs` when scoring (some vLLM versions give the echoed prompt's top-k only
+    there). `tokenizer`: the teacher's tokenizer spec for alignment (default "hf:<model>").
+    `http_client`: the openai client's transport, "aiohttp" (less CPU per request; the
+    `openai[aiohttp]` extra) or "httpx"."""
+
+    base_url: str
+    model: str
+    api: str = "completions"
+    concurrency: int = 16
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    timeout_s: float = 120
+    max_retries: int = 8
+    backoff_base_s: float = 1
+    backoff_max_s: float = 60
+    api_key_env: str = "OPENAI_API_KEY"
+    max_n: int = 128
+    prompt_logprobs: bool = False
+    tokenizer: str = ""
+    http_client: str = "aiohttp"
+
+    def __post_init__(self):
+        check_choice("api", self.api, APIS)
+        check_choice("http_client", self.http_client, HTTP_CLIENTS)
+        if not self.base_url or not self.model:
+            raise UsageError("teacher base_url and model are required (or set SPEC_TEACHER_BASE_URL / SPEC_TEACHER_MODEL)")
+        for name in ("concurrency", "timeout_s", "backoff_max_s", "max_n", "requests_per_minute", "tokens_per_minute"):
+            check_positive(name, getattr(self, name))
+        check_positive("max_retries", self.max_retries, allow_zero=True)
+        check_positive("backoff_base_s", self.backoff_base_s, allow_zero=True)
+
+    @classmethod
+    def from_env(cls, **overrides) -> "OpenAIConfig":
+        """Base URL and model from SPEC_TEACHER_BASE_URL / SPEC_TEACHER_MODEL unless given."""
+        overrides.setdefault("base_url", os.environ.get("SPEC_TEACHER_BASE_URL", ""))
+        overrides.setdefault("model", os.environ.get("SPEC_TEACHER_MODEL", ""))
+        return cls(**overrides)
+
+    def __repr__(self):
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.public().items())
+        return f"OpenAIConfig({fields})"
+
+    def public(self) -> dict:
+        """The settings to record with the data: no key, and no credentials inside the URL."""
+        return {**asdict(self), "base_url": _strip_userinfo(self.base_url)}
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    dollars: float
+    seconds: float
+    limited_by: str  # "concurrency" | "requests_per_minute" | "tokens_per_minute"
+
+    def summary(self) -> str:
+        return (f"{self.requests:,} requests, {self.prompt_tokens:,} prompt + {self.completion_tokens:,} completion "
+                f"tokens: about ${self.dollars:,.2f} and {self.seconds / 3600:.1f} h (limited by {self.limited_by})")
+
+
+def estimate_cost(config: OpenAIConfig, requests: int, prompt_tokens: int, completion_tokens: int, *,
+                  usd_per_1m_prompt: float = 0.0, usd_per_1m_completion: float = 0.0,
+                  latency_s: float = 10.0) -> CostEstimate:
+    """Dollars and wall time for `requests` requests of `prompt_tokens` in and `completion_tokens`
+    out each (all n samples), at the config's concurrency and rate limits. `latency_s`: seconds
+    one request takes (time one to know)."""
+    total_p, total_c = requests * prompt_tokens, requests * completion_tokens
+    times = {"concurrency": requests * latency_s / config.concurrency}
+    if config.requests_per_minute:
+        times["requests_per_minute"] = requests / config.requests_per_minute * 60
+    if config.tokens_per_minute:
+        times["tokens_per_minute"] = (total_p + total_c) / config.tokens_per_minute * 60
+    bound = max(times, key=times.get)
+    dollars = (total_p * usd_per_1m_prompt + total_c * usd_per_1m_completion) / 1e6
+    return CostEstimate(requests, total_p, total_c, dollars, times[bound], bound)
+
+
+class TeacherHTTPError(HarnessError):
+    """A request the server refused for good (a 4xx other than 408/409/429)."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class RetryEvent:
+    kind: str  # "429", "500", "timeout", "connection", "malformed", ...
+    wait_s: float  # how long this request waited before trying again
+    retry_after_s: float | None  # what the server asked for, if anything
+
+
+class _Bucket:
+    """A token bucket refilled at `per_minute` / 60 per second, holding at most one second's worth
+    (at least 1). A request larger than that waits for a full bucket and leaves it in debt."""
+
+    def __init__(self, per_minute: float):
+        self.rate = per_minute / 60
+        self.capacity = max(1.0, self.rate)
+        self.level, self.t = self.capacity, time.monotonic()
+        self.lock = asyncio.Lock()
+
+    async def take(self, amount: float):
+        async with self.lock:  # FIFO among waiters
+            while True:
+                now = time.monotonic()
+                self.level, self.t = min(self.capacity, self.level + (now - self.t) * self.rate), now
+                need = min(amount, self.capacity)
+                if self.level >= need:
+                    self.level -= amount
+                    return
+                await asyncio.sleep((need - self.level) / self.rate)
+
+    def adjust(self, delta: float):
+        self.level -= delta
+
+
+class _Retry(Exception):
+    def __init__(self, kind: str, detail: str, retry_after: float | None = None):
+        super().__init__(detail)
+        self.kind, self.retry_after = kind, retry_after
+
+
+class OpenAITeacher:
+    """The Teacher protocol over an OpenAI-compatible server. `usage` counts successful HTTP
+    requests, retries (with `usage.errors` by kind) and tokens; `retry_log` holds every retry."""
+
+    def __init__(self, config: OpenAIConfig):
+        self.config = config
+        self.model = config.model
+        self.tokenizer = config.tokenizer or f"hf:{config.model}"
+        self.usage = UsageCounter()
+        self.notes: collections.Counter = collections.Counter()
+        self.retry_log: list[RetryEvent] = []
+        self._score_max_tokens = 0
+        self._server_max_n: int | None = None
+        self._random = random.Random()  # jitter; independent of the global seed
+        self._one_job = threading.Lock()  # the job state below lives on the instance: one job at a time
+
+    def __repr__(self):
+        url = _strip_userinfo(self.config.base_url)
+        return f"OpenAITeacher(model={self.model!r}, base_url={url!r}, api={self.config.api!r})"
+
+    def settings(self) -> dict:
+        return {"backend": "openai", **self.config.public(), "tokenizer": self.tokenizer}
+
+    # ---- public, synchronous
+    def sample(self, requests: Sequence[SampleRequest], progress: Progress | None = None) -> list[list[Completion]]:
+        for r in requests:
+            check_positive("n", r.n)
+            check_positive("max_tokens", r.max_tokens)
+            check_positive("top_k", r.top_k, allow_zero=True)
+        with self._one_job:
+            return _run(self._job(list(requests), self._sample_one, progress))
+
+    def score(self, requests: Sequence[ScoreRequest], progress: Progress | None = None) -> list[Completion]:
+        if self.config.api != "completions":
+            raise UsageError("api='chat' cannot score a given text (chat completions have no echo of the prompt's "
+                             "log-probabilities); use api='completions'")
+        for r in requests:
+            check_positive("top_k", r.top_k, allow_zero=True)
+            if not r.text:
+                raise UsageError("score: the text to score is empty")
+        with self._one_job:
+            return _run(self._job(list(requests), self._score_one, progress))
+
+    # ---- the job
+    async def _job(self, requests, one, progress):
+        import httpx2
+        import openai
+
+        cfg = self.config
+        pool = max(100, cfg.concurrency)
+        limits = httpx2.Limits(max_connections=pool, max_keepalive_connections=pool)
+        transport = openai.DefaultAsyncHttpx2Client
+        if cfg.http_client == "aiohttp":
+            try:
+                import aiohttp  # noqa: F401  (openai[aiohttp])
+
+                transport = openai.DefaultAioHttpClient
+            except ImportError:  # pragma: no cover
+                self.notes["aiohttp_missing_used_httpx"] += 1
+        self._client = openai.AsyncOpenAI(
+            base_url=cfg.base_url, api_key=os.environ.get(cfg.api_key_env) or "EMPTY", max_retries=0,
+            timeout=cfg.timeout_s, http_client=transport(limits=limits, timeout=cfg.timeout_s))
+        self._sem = asyncio.Semaphore(cfg.concurrency)
+        self._rpm = _Bucket(cfg.requests_per_minute) if cfg.requests_per_minute else None
+        self._tpm = _Bucket(cfg.tokens_per_minute) if cfg.tokens_per_minute else None
+        self._pause_until = 0.0
+        results: list = [None] * len(requests)
+        done, queue = 0, iter(enumerate(requests))
+
+        async def worker():  # a fixed pool pulling from one iterator: O(1) work per completion
+            nonlocal done
+            for i, req in queue:
+                results[i] = await one(req)
+                done += 1
+                if progress is not None:
+                    progress(done, self.usage.retries, self.usage.prompt_tokens + self.usage.completion_tokens)
+
+        workers = [asyncio.ensure_future(worker()) for _ in range(min(len(requests), max(64, 4 * cfg.concurrency)))]
+        try:
+            await asyncio.gather(*workers)  # the first failure ends the job
+            return results
+        finally:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            await self._client.close()
+            self._client = None
+
+    async def _post(self, path: str, body: dict, est_tokens: int) -> dict:
+        """One HTTP request with the retry policy; returns the decoded JSON body. `client.post`
+        (the package's documented way to send a body as is) keeps vLLM's extra fields first-class
+        and skips the per-request parameter transform."""
+        import httpx2
+        import openai
+
+        cfg, failures = self.config, 0
+        while True:
+            try:
+                async with self._sem:
+                    while (wait := self._pause_until - time.monotonic()) > 0:  # a Retry-After holds everyone
+                        await asyncio.sleep(wait)
+                    if self._rpm:
+                        await self._rpm.take(1)
+                    if self._tpm:
+                        await self._tpm.take(est_tokens)
+                    try:
+                        raw = await self._client.post(path, cast_to=httpx2.Response, body=body)
+                        data = _loads(raw.content)
+                    except openai.APITimeoutError as err:
+                        if not _disconnected(err):
+                            raise _Retry("timeout", f"no answer within {cfg.timeout_s:g} s") from None
+                        raise _Retry("connection", "the server closed the connection") from None
+                    except openai.APIConnectionError as err:
+                        raise _Retry("connection", _redact(f"{err} ({err.__cause__!r})", cfg.api_key_env)) from None
+                    except openai.APIStatusError as err:
+                        raise self._status_error(err) from None
+                    except ValueError as err:  # JSON decoding (json / orjson)
+                        raise _Retry("malformed", f"undecodable body ({err})") from None
+                    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+                        raise _Retry("malformed", "a body without `choices`")
+            except _Retry as err:
+                failures += 1
+                self.usage.errors[err.kind] = self.usage.errors.get(err.kind, 0) + 1
+                if failures > cfg.max_retries:
+                    raise HarnessError(
+                        f"teacher request to {_strip_userinfo(cfg.base_url)} failed {failures} times in a row; last: "
+                        f"{err.kind}: {err}. Check the server, or raise max_retries ({cfg.max_retries})") from None
+                self.usage.retries += 1
+                if err.retry_after is not None:
+                    wait = min(max(err.retry_after, 0.0), MAX_RETRY_AFTER_S)
+                    self._pause_until = max(self._pause_until, time.monotonic() + wait)  # the whole job waits
+                else:
+                    wait = self._random.uniform(0, min(cfg.backoff_max_s, cfg.backoff_base_s * 2 ** (failures - 1)))
+                self.retry_log.append(RetryEvent(err.kind, wait, err.retry_after))
+                await asyncio.sleep(wait)
+                continue
+            usage = data.get("usage") or {}
+            p, c = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+            self.usage.requests += 1
+            self.usage.prompt_tokens += p
+            self.usage.completion_tokens += c
+            if self._tpm and (p or c):
+                self._tpm.adjust(p + c - est_tokens)
+            return data
+
+    def _status_error(self, err) -> Exception:
+        status = err.status_code
+        if status in (408, 409, 429) or status >= 500:
+            return _Retry(str(status), f"HTTP {status}", _retry_after(err.response.headers))
+        body = err.body
+        message = body.get("message") if isinstance(body, dict) else body
+        hint = f" (the key is read from ${self.config.api_key_env})" if status in (401, 403) else ""
+        url = _strip_userinfo(self.config.base_url)
+        text = f"teacher server {url} answered HTTP {status}: {str(message or err.message)[:300]}"
+        return TeacherHTTPError(_redact(text, self.config.api_key_env) + hint, status)
+
+    # ---- sampling
+    async def _sample_one(self, req: SampleRequest) -> list[Completion]:
+        slots: list[Completion | None] = [None] * req.n
+        todo = [(0, req.n)]
+        while todo:
+            cap = min(self.config.max_n, self._server_max_n or self.config.max_n)
+            chunks = [(off + i, min(cap, size - i)) for off, size in todo for i in range(0, size, cap)]
+            got = await asyncio.gather(*(self._sample_http(req, off, size) for off, size in chunks))
+            todo = []
+            for (off, size), comps in zip(chunks, got):
+                if not comps:
+                    raise DataError(f"teacher server returned no choices for a request with n={size}")
+                slots[off : off + len(comps)] = comps
+                if len(comps) < size:  # the server caps n: ask again for the rest
+                    self.notes["n_capped_by_server"] += 1
+                    self._server_max_n = len(comps)
+                    todo.append((off + len(comps), size - len(comps)))
+        return slots
+
+    async def _sample_http(self, req: SampleRequest, offset: int, n: int) -> list[Completion]:
+        """`n` samples; with a seed, the samples from `offset` on use seed + offset, so split
+        requests never repeat the same draws."""
+        kw = {"model": self.model, "n": n, "temperature": req.temperature, "max_tokens": req.max_tokens}
+        if req.stop:
+            kw["stop"] = list(req.stop)
+        if req.seed is not None:
+            kw["seed"] = req.seed + offset
+        est = len(req.prompt) // 4 + 1 + req.max_tokens * n
+        if self.config.api == "chat":
+            kw.update(messages=[{"role": "user", "content": req.prompt}], logprobs=True, top_logprobs=req.top_k)
+        else:
+            kw.update(prompt=req.prompt, logprobs=req.top_k)
+        data = await self._post("/chat/completions" if self.config.api == "chat" else "/completions", kw, est)
+        prompt_tokens = int((data.get("usage") or {}).get("prompt_tokens") or 0)
+        choices = sorted(data["choices"], key=lambda c: c.get("index", 0))
+        parse = self._chat_choice if self.config.api == "chat" else self._completions_choice
+        return [parse(c, req.top_k, prompt_tokens) for c in choices[:n]]
+
+    def _completions_choice(self, choice: dict, k: int, prompt_tokens: int) -> Completion:
+        lp, text = choice.get("logprobs"), choice.get("text") or ""
+        if not lp or lp.get("tokens") is None:
+            raise DataError("teacher server returned no logprobs (does it support `logprobs` on /completions?)")
+        wire = lp["tokens"]
+        tokens = spell(wire, None, text, allow_prefix=choice.get("finish_reason") == "stop", notes=self.notes)
+        m = len(tokens)
+        tops = [self._top(_legacy_entries(e), k) for e in (lp.get("top_logprobs") or [None] * len(wire))[:m]]
+        return Completion(text, tokens, [_float(x, self.notes) for x in lp["token_logprobs"][:m]],
+                          [t for t, _ in tops], [v for _, v in tops], choice.get("finish_reason"),
+                          prompt_tokens=prompt_tokens, completion_tokens=len(wire))
+
+    def _chat_choice(self, choice: dict, k: int, prompt_tokens: int) -> Completion:
+        content = (choice.get("logprobs") or {}).get("content")
+        text = (choice.get("message") or {}).get("content") or ""
+        if content is None:
+            raise DataError("teacher server returned no logprobs (does it support `logprobs` on /chat/completions?)")
+        tokens = spell([e["token"] for e in content], [e.get("bytes") for e in content], text,
+                       allow_prefix=choice.get("finish_reason") == "stop", notes=self.notes)
+        m = len(tokens)
+        tops = [self._top([(_display(t["token"], t.get("bytes")), t["logprob"]) for t in e.get("top_logprobs") or []], k)
+                for e in content[:m]]
+        return Completion(text, tokens, [_float(e["logprob"], self.notes) for e in content[:m]],
+                          [t for t, _ in tops], [v for _, v in tops], choice.get("finish_reason"),
+                          prompt_tokens=prompt_tokens, completion_tokens=len(content))
+
+    def _top(self, entries: list[tuple[str, float]], k: int) -> tuple[list[str], list[float]]:
+        """Most likely first, at most k; fewer is kept and counted."""
+        entries = sorted(entries, key=lambda e: -e[1])[:k]
+        if len(entries) < k:
+            self.notes["short_topk_positions"] += 1
+        return [t for t, _ in entries], [float(v) for _, v in entries]
+
+    # ---- scoring
+    async def _score_one(self, req: ScoreRequest) -> Completion:
+        full = req.prompt + req.text
+        while True:
+            max_tokens = self._score_max_tokens
+            kw = {"model": self.model, "prompt": full, "echo": True, "max_tokens": max_tokens, "logprobs": req.top_k,
+                  "temperature": 0}
+            if self.config.prompt_logprobs:
+                kw["prompt_logprobs"] = req.top_k  # vLLM's extension
+            try:
+                data = await self._post("/completions", kw, len(full) // 4 + 1 + max_tokens)
+                break
+            except TeacherHTTPError as err:
+                if err.status != 400 or max_tokens != 0:
+                    raise
+                self._score_max_tokens = 1  # this server refuses max_tokens=0: generate one token and drop it
+                self.notes["score_max_tokens_1"] += 1
+        choice = data["choices"][0]
+        lp, echoed = choice.get("logprobs") or {}, choice.get("text") or ""
+        if not lp.get("tokens") or not echoed.startswith(full):
+            raise DataError("teacher server did not echo the prompt with logprobs (echo=True); it cannot score texts")
+        tokens = spell(lp["tokens"], None, echoed, allow_prefix=False, notes=self.notes)
+        start, end = len(req.prompt), len(full)
+        keep, pos = [], 0  # positions whose characters overlap [start, end); pos is the token's text offset
+        for i, t in enumerate(tokens):
+            if pos < end and pos + len(t) > start:
+                keep.append((i, t[max(0, start - pos) : end - pos]))
+                if pos < start:
+                    self.notes["score_boundary_inside_token"] += 1
+            pos += len(t)
+        tops_raw = lp.get("top_logprobs") or [None] * len(tokens)
+        vllm = choice.get("prompt_logprobs") or []
+        tops = []
+        for i, _ in keep:
+            if tops_raw[i] is not None or i >= len(vllm) or vllm[i] is None:
+                tops.append(self._top(_legacy_entries(tops_raw[i]), req.top_k))
+            else:  # vLLM: {id: {logprob, rank, decoded_token}}, the prompt's own token added with rank > k
+                entries = [(e["decoded_token"], e["logprob"]) for e in vllm[i].values() if e.get("rank", 1) <= req.top_k]
+                tops.append(self._top(entries, req.top_k))
+        if req.top_k and not any(t for t, _ in tops):
+            raise DataError("teacher server returned no top-k for the echoed prompt"
+                            + ("" if self.config.prompt_logprobs else " (vLLM: set prompt_logprobs=True)"))
+        return Completion(req.text, [t for _, t in keep], [_float(lp["token_logprobs"][i], self.notes) for i, _ in keep],
+                          [t for t, _ in tops], [v for _, v in tops], None,
+                          prompt_tokens=keep[0][0], completion_tokens=len(keep))
+
+
+# ---- token spelling
+def _wire_bytes(token: str) -> bytes:
+    if token.startswith("bytes:"):  # OpenAI: "bytes:\\xe2\\x80" for a token that is not whole UTF-8
+        return codecs.escape_decode(token[6:].encode())[0]
+    return token.encode()
+
+
+def _display(token: str, raw=None) -> str:
+    if raw is None and not token.startswith("bytes:"):
+        return token
+    return (bytes(raw) if raw is not None else _wire_bytes(token)).decode("utf-8", errors="replace")
+
+
+def _legacy_entries(top: dict | None) -> list[tuple[str, float]]:
+    if not top:
+        return []
+    return [(_display(t) if t.startswith("bytes:") else t, v) for t, v in top.items()]
+
+
+def _float(x, notes) -> float:
+    if x is None:
+        notes["missing_logprob"] += 1
+        return math.nan
+    return float(x)
+
+
+def spell(wire: Sequence[str], raw: Sequence | None, text: str, *, allow_prefix: bool, notes=None) -> list[str]:
+    """Token strings that spell `text` (or, with `allow_prefix`, the tokens up to the end of
+    `text`, the last one cut). `raw`: exact bytes per token (chat), else taken from `wire`."""
+    data = [bytes(r) if r is not None else _wire_bytes(w) for w, r in zip(wire, raw or [None] * len(wire))]
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    strings = [decoder.decode(b) for b in data]
+    if strings:
+        strings[-1] += decoder.decode(b"", final=True)
+    joined = "".join(strings)
+    if joined == text:
+        return strings
+    if allow_prefix and joined.startswith(text):
+        if notes is not None:
+            notes["tokens_cut_after_stop"] += 1
+        return _cut(strings, len(text))
+    out = _respell([b.decode("utf-8", errors="replace") for b in data], text, allow_prefix)
+    if out is None:
+        raise DataError(f"teacher tokens do not spell the returned text ({len(wire)} tokens, text starts {text[:40]!r})")
+    if notes is not None:
+        notes["respelled_completions"] += 1
+    return out
+
+
+def _cut(strings: list[str], n: int) -> list[str]:
+    out, pos = [], 0
+    for s in strings:
+        if pos >= n and out:
+            break
+        out.append(s[: n - pos])
+        pos += len(out[-1])
+    return out
+
+
+def _respell(pieces: list[str], text: str, allow_prefix: bool) -> list[str] | None:
+    """Match the pieces' characters to `text`, each U+FFFD standing for zero or one non-ASCII
+    character (forward: the reachable text positions before each character; backward: one
+    consistent path, giving a character to the latest U+FFFD that can take it)."""
+    items = [ch for p in pieces for ch in p]
+    n, reach = len(text), [{0}]
+    for ch in items:
+        nxt = set()
+        for p in reach[-1]:
+            if ch == REPLACEMENT:
+                nxt.add(p)
+                if p < n and ord(text[p]) > 127:
+                    nxt.add(p + 1)
+            elif p < n and text[p] == ch:
+                nxt.add(p + 1)
+        if not nxt:
+            break
+        reach.append(nxt)
+    complete = len(reach) == len(items) + 1 and n in reach[-1]
+    ends = [len(items)] if complete else [t for t in range(len(reach)) if n in reach[t]] if allow_prefix else []
+    if not ends:
+        return None
+    end_t = max(ends)
+    before, pos = [0] * (end_t + 1), n
+    before[end_t] = n
+    for t in range(end_t - 1, -1, -1):
+        if items[t] != REPLACEMENT or (pos - 1 in reach[t] and pos > 0 and ord(text[pos - 1]) > 127):
+            pos -= 1
+        before[t] = pos
+    out, first = [], 0
+    for p in pieces:
+        if first >= end_t and not complete:
+            break
+        out.append(text[before[min(first, end_t)] : before[min(first + len(p), end_t)]])
+        first += len(p)
+    return out
+
+
+# ---- helpers
+def _retry_after(headers) -> float | None:
+    """Seconds to wait from `retry-after-ms`, or `Retry-After` in seconds or as an HTTP date."""
+    if (ms := headers.get("retry-after-ms")) is not None:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        parsed = email.utils.parsedate_tz(value)
+        return None if parsed is None else email.utils.mktime_tz(parsed) - time.time()
+
+
+def _disconnected(err: BaseException) -> bool:
+    """The aiohttp transport reports a dropped connection as a connect timeout: look at the cause."""
+    try:
+        import aiohttp
+
+        dropped = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError)
+    except ImportError:  # pragma: no cover
+        dropped = (ConnectionError,)
+    while err is not None:
+        if isinstance(err, dropped):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _strip_userinfo(url: str) -> str:
+    return re.sub(r"//[^/@]*@", "//", url)
+
+
+def _redact(text: str, key_env: str) -> str:
+    """No API key in a message: the configured one, and anything shaped like a key."""
+    key = os.environ.get(key_env)
+    if key:
+        text = text.replace(key, "***")
+    return re.sub(r"\b(sk-[A-Za-z0-9_*\-]{3})[A-Za-z0-9_*\-]{4,}", r"\1***", text)
+
+
+def _run(coro):
+    """Run the job's event loop here, or in a worker thread when this thread already runs one."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
