@@ -206,7 +206,8 @@ class HFTokenizer:
     """Any Hugging Face fast tokenizer (e.g. GPT-2 from the data dir's `tokenizers/gpt2/`).
 
     Offsets come from `return_offsets_mapping` and are made to tile the text: a whitespace gap
-    before a token is given to that token (HF trims the space that a GPT `Ġ` or T5 `▁` stands for).
+    before a token is given to that token (HF trims the space that a GPT `Ġ` or T5 `▁` stands for),
+    and a character split over several byte-level tokens belongs to the one holding its last byte.
     Token strings are the text each token covers (literal spaces, no `Ġ`).
     """
 
@@ -233,9 +234,16 @@ class HFTokenizer:
     def encode(self, text: str) -> Tokenized:
         enc = self.tok(text, add_special_tokens=False, return_offsets_mapping=True)
         ids = list(enc["input_ids"])
+        offsets = [list(pair) for pair in enc["offset_mapping"]]
+        # Byte-level BPE can split one character over several tokens, which HF then all map to
+        # that character. Give it to the token holding its last byte (tiktoken's, the OpenAI API's
+        # and the teacher backends' convention); the tokens before it spell "".
+        for i in range(len(offsets) - 1, 0, -1):
+            if offsets[i - 1][1] > offsets[i][0]:
+                offsets[i - 1][1] = max(offsets[i - 1][0], offsets[i][0])
         starts, ends = [], []
         prev = 0
-        for s, e in enc["offset_mapping"]:
+        for s, e in offsets:
             if s > prev and text[prev:s].isspace():
                 s = prev
             s = max(s, prev)
