@@ -158,7 +158,7 @@ def tasks_install():
     """Link this repo's tasks/ into lm_eval/tasks/spec_harness/ (reversible: `tasks uninstall`)."""
     from harness.eval.registration import install
 
-    console.print(f"spec tasks linked into {install()}; `lm_eval --tasks gsm8k_cot_spec …` now finds them")
+    console.print(f"spec tasks linked into {install()}; `lm_eval --tasks gsm8k_cot_spec …` now finds them", soft_wrap=True)
 
 
 @tasks_app.command("uninstall")
