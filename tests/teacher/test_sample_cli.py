@@ -1,5 +1,6 @@
 """`harness teacher sample` as a user runs it: killed with SIGKILL mid-run, then rerun, with the
-CPU default teacher scoring gold rationales. Nothing is lost, nothing duplicated."""
+CPU default teacher scoring gold rationales. Nothing is lost, nothing duplicated; the store then
+goes through `align run` and `formats build`, offline, end to end."""
 
 from __future__ import annotations
 
@@ -34,3 +35,12 @@ def test_killed_and_rerun_loses_and_duplicates_nothing(tmp_path, data_dir):
     keys = pq.read_table(store / "data", columns=["question_id", "sample_index"]).to_pylist()
     assert len(keys) == 10 and len({(k["question_id"], k["sample_index"]) for k in keys}) == 10
     assert not list((store / "data").glob(".*tmp"))
+    aligned, formats = tmp_path / "aligned", tmp_path / "formats"
+    for args in (["align", "run", str(store), str(aligned), "--workers", "1"],
+                 ["formats", "build", "--store", str(store), "--aligned", str(aligned), "--output", str(formats)]):
+        done = subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+    cot = pq.read_table(sorted(formats.glob("zero_shot_cot-*.parquet"))).to_pylist()
+    assert cot and all(len(r["topk_ids"]) == len(r["student_ids"]) > 0 for r in cot)
+    # a random teacher spreads its mass: the aligned targets are soft, not one-hot
+    assert any(sum(row[1] for row in r["topk_probs"] if len(row) > 1) > 0 for r in cot)
