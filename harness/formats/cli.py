@@ -106,3 +106,20 @@ def build(
                           source={"store": str(store.resolve()), "aligned": str(aligned.resolve()) if aligned else None,
                                   "teacher": (source["settings"] or {}).get("teacher")})
     print(json.dumps(stats, indent=1, default=str))
+
+
+@app.command("import-authors")
+def import_authors(
+    folder: Path = typer.Argument(..., exists=True, file_okay=False, help="Folder holding the authors' released format pickles (any of the four)."),
+    output: Path = typer.Option(..., "--output", help="Where the format shards go (resumable; settings checked)."),
+    shard_size: int = typer.Option(5000, help="Records per Parquet shard."),
+    k: Optional[int] = typer.Option(None, "--k", help="Top-k width (default 6, the authors' maximum); smaller keeps each step's k most probable entries."),
+    match_gsm8k: bool = typer.Option(True, "--match-gsm8k/--no-match-gsm8k", help="question_id = the GSM8K train id with the record's gold answer (else a content hash)."),
+    drop_unknown: bool = typer.Option(False, "--drop-unknown", help="Drop (and count) top-k pieces missing from the T5 vocabulary instead of failing."),
+):
+    """Import zero_shot/in_context x answer_only/chain_of_thought .pkl (the authors' Google Drive files)
+    into the formats output: same Parquet schema, setting "authors-released"; stats.json as for build."""
+    from harness.formats.authors_import import import_authors_formats
+
+    stats = import_authors_formats(folder, output, shard_size=shard_size, k=k, match_gsm8k=match_gsm8k, drop_unknown=drop_unknown)
+    print(json.dumps(stats, indent=1, default=str))

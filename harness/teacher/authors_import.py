@@ -27,18 +27,17 @@ What one row holds (docs/teacher-store.md, "The authors' importer"):
   corrected extraction.
 
 Security: pickles can run code when loaded. These files come from a third party, so they are
-read with a restricted Unpickler that only builds builtins containers, str, int, float, bool and
-collections.OrderedDict; anything else (numpy scalars included) stops the import with a DataError.
+read with `harness.safe_pickle.load_pickle` (core; also importable from here), whose restricted
+Unpickler only builds builtins containers, str, int, float, bool and collections.OrderedDict;
+anything else (numpy scalars included) stops the import with a DataError.
 """
 
 from __future__ import annotations
 
-import builtins
 import collections
 import json
 import math
 import os
-import pickle
 import re
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -46,6 +45,7 @@ from typing import Any, Callable, Sequence
 from harness import answers
 from harness.errors import DataError
 from harness.records import Example, atomic_write
+from harness.safe_pickle import RestrictedUnpickler, load_pickle  # noqa: F401 (moved to the core; still importable here)
 
 from harness.teacher.store import ZERO_PROB_LOGPROB, TeacherRecord, TeacherStore, grade
 
@@ -71,34 +71,6 @@ QUESTION_PREFIX = re.compile(r"Question (\d+): ")
 OUTPUT_PREFIX = re.compile(r"Model output (\d+): ")
 ANSWER_PREFIX = re.compile(r"Answer: ")
 FRAME_HEAD = (" step", "\n")
-
-
-# ------------------------------------------------------------------------------------ pickles
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """Builds only plain data: builtins containers/str/int/float/bool and collections.OrderedDict."""
-
-    ALLOWED = {("builtins", name) for name in ("list", "tuple", "dict", "set", "frozenset", "str", "int", "float", "bool")} | {
-        ("collections", "OrderedDict")
-    }
-
-    def find_class(self, module: str, name: str):
-        if (module, name) in self.ALLOWED:
-            return getattr(builtins if module == "builtins" else collections, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only builtins containers/str/int/float and collections.OrderedDict are allowed")
-
-
-def load_pickle(path: str | os.PathLike) -> Any:
-    """Unpickle `path` with RestrictedUnpickler; any failure is a DataError naming the file."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as handle:
-            return RestrictedUnpickler(handle).load()
-    except FileNotFoundError:
-        raise DataError(f"{path}: not found (the authors' pickles: {', '.join(FILES.values())})") from None
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError, ValueError) as err:
-        raise DataError(f"{path}: cannot be read as the authors' pickle: {err}") from None
 
 
 # ------------------------------------------------------------------------------------ text
