@@ -16,10 +16,12 @@ app = typer.Typer(no_args_is_help=True, help="Build the paper's four training fo
 
 
 class AlignedLookup(Mapping):
-    """(question_id, sample_index) -> aligned row, backed by the Arrow table (rows built on demand,
-    so 200K samples of targets stay columnar in memory). Rejected rows are absent."""
+    """(question_id, sample_index) -> aligned row, backed by the Arrow table: rows stay columnar in
+    memory and are turned into Python lists a block at a time (the build reads them in store
+    order, so each block is converted once). Rejected rows are absent."""
 
     FIELDS = ("student_ids", "topk_ids", "topk_probs", "topk_mask")
+    BLOCK = 2048
 
     def __init__(self, folder: Path):
         import pyarrow as pa
@@ -32,13 +34,20 @@ class AlignedLookup(Mapping):
 
             raise DataError(f"{folder}: no aligned targets (data/part-*.parquet); run `harness align run STORE {folder}` first")
         table = pa.concat_tables(pq.read_table(s, columns=["question_id", "sample_index", "status", *self.FIELDS]) for s in shards)
-        self.table = table.filter(pc.equal(table.column("status"), "ok"))
-        keys = zip(self.table.column("question_id").to_pylist(), self.table.column("sample_index").to_pylist())
+        self.table = table.filter(pc.equal(table.column("status"), "ok")).select(list(self.FIELDS)).combine_chunks()
+        keys = zip(table.filter(pc.equal(table.column("status"), "ok")).column("question_id").to_pylist(),
+                   table.filter(pc.equal(table.column("status"), "ok")).column("sample_index").to_pylist())
         self.index = {key: i for i, key in enumerate(keys)}
+        self._block: tuple[int, dict[str, list]] | None = None
 
     def __getitem__(self, key):
-        row = self.table.slice(self.index[key], 1).select(list(self.FIELDS)).to_pylist()[0]
-        return {**row, "status": "ok"}
+        i = self.index[key]
+        start = i - i % self.BLOCK
+        if self._block is None or self._block[0] != start:
+            part = self.table.slice(start, self.BLOCK)
+            self._block = (start, {name: part.column(name).to_pylist() for name in self.FIELDS})
+        columns = self._block[1]
+        return {**{name: columns[name][i - start] for name in self.FIELDS}, "status": "ok"}
 
     def __iter__(self):
         return iter(self.index)
