@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Optional
 
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
         code = command.main(args=args, prog_name="python -m harness", standalone_mode=False)
     except HarnessError as err:
         if debug:
-            raise
+            traceback.print_exc()
+            sys.exit(err.exit_code)
         _error(str(err))
         sys.exit(err.exit_code)
     except click.NoArgsIsHelpError as err:
@@ -92,6 +94,8 @@ def main(argv: list[str] | None = None) -> None:
             raise
         _error(f"{err.filename}: {err.strerror or err}")
         sys.exit(1)
+    if code == 130:  # typer turns a Ctrl-C it catches into exit code 130
+        _error("interrupted")
     sys.exit(code if isinstance(code, int) else 0)
 
 # Stage sub-apps register here (one line each).
@@ -209,6 +213,10 @@ def eval_command(
     from harness.eval.run import EvalConfig, run
 
     if limit is not None and limit >= 1:
+        if limit != int(limit):
+            from harness.errors import UsageError
+
+            raise UsageError(f"--limit: {limit:g} is not allowed; give a whole number of items, or a fraction below 1")
         limit = int(limit)
     cfg = EvalConfig(
         model=model, tasks=[t.strip() for t in tasks.split(",") if t.strip()], limit=limit,
@@ -244,17 +252,20 @@ def _print_eval_table(summary: dict) -> None:
 @app.command("score")
 def score_command(
     suite: str = typer.Option(..., help="bbh_cot | bbh_ao | gsm8k | multiarith | asdiv | svamp"),
-    file: Path = typer.Argument(..., exists=True, file_okay=True, dir_okay=True, readable=True,
-                                help="JSONL of {task, prediction, target}, an lm-eval samples_*.jsonl, or BBH recorded outputs (a file or folder)"),
+    file: Path = typer.Argument(..., help="JSONL of {task, prediction, target}, an lm-eval samples_*.jsonl, or BBH recorded outputs (a file or folder)"),
     rule: str = typer.Option("faithful", help="faithful (the authors' scorer) | corrected (ours) | bbh (the BBH paper's exact match; BBH suites)"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
     """Score recorded generations with the tasks' rules (no model needed)."""
     from harness.eval.replay import RULES, SUITES, read_generations, score
-    from harness.errors import check_choice
+    from harness.errors import DataError, UsageError, check_choice
 
     check_choice("--suite", suite, SUITES)
     check_choice("--rule", rule, RULES)
+    if rule == "bbh" and not suite.startswith("bbh_"):
+        raise UsageError(f"--rule bbh is the BBH paper's rule and applies to bbh_cot and bbh_ao only, not {suite!r}")
+    if not file.exists():
+        raise DataError(f"{file}: no such file or folder")
     result = score(read_generations(file, suite), suite, rule)
     if as_json:
         print(json.dumps(result, indent=1))

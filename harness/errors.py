@@ -31,6 +31,12 @@ class ResumeError(HarnessError):
     """An existing output was written with other settings (or by something else)."""
 
 
+class Interrupted(HarnessError):
+    """Ctrl-C during a job: the message says what was kept and how to resume."""
+
+    exit_code = 130
+
+
 def check_choice(option: str, value, allowed: Iterable) -> None:
     """Raise UsageError unless `value` is one of `allowed`."""
     allowed = list(allowed)

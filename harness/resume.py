@@ -19,12 +19,13 @@ from harness.records import atomic_write
 SETTINGS_NAME = "settings.json"
 
 
-def settings_path(output: str | Path) -> Path:
-    """Where the settings of `output` live: inside it for a folder, beside it for a file."""
+def settings_path(output: str | Path, folder: bool | None = None) -> Path:
+    """Where the settings of `output` live: inside it for a folder output, beside it for a file.
+    `folder=None`: whatever is on disk (an existing folder, else a file)."""
     output = Path(output)
-    if output.is_dir() or not output.suffix:
-        return output / SETTINGS_NAME
-    return output.with_name(output.name + ".settings.json")
+    if folder is None:
+        folder = output.is_dir()
+    return output / SETTINGS_NAME if folder else output.with_name(output.name + ".settings.json")
 
 
 def _normalise(settings: dict[str, Any]) -> dict[str, Any]:
@@ -53,13 +54,20 @@ def _has_content(output: Path) -> bool:
     return output.exists() and output.stat().st_size > 0
 
 
-def claim(output: str | Path, job: str, settings: dict[str, Any]) -> bool:
-    """Record or check the settings of a resumable output. Returns True when resuming.
+def claim(output: str | Path, job: str, settings: dict[str, Any], folder: bool = False) -> bool:
+    """Record or check the settings of a resumable output (a file, or with `folder=True` a folder,
+    created here). Returns True when resuming.
 
     Raises ResumeError if the output was made with other settings or by something else.
     """
     output = Path(output)
-    path = settings_path(output)
+    if folder:
+        if output.exists() and not output.is_dir():
+            raise ResumeError(f"{output} exists and is not a folder")
+        output.mkdir(parents=True, exist_ok=True)
+    elif output.is_dir():
+        raise ResumeError(f"{output} is a folder; this job writes a file there")
+    path = settings_path(output, folder)
     wanted = {"job": job, "settings": _normalise(settings)}
     fresh = f"to start fresh, delete {output}" + (f" and {path}" if path.parent != output else "") + " or choose another output"
     if path.exists():

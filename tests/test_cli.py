@@ -119,10 +119,8 @@ def test_eval_data_checksum_mismatch_warns_or_fails_when_strict(capsys, tmp_path
 
 
 def test_debug_shows_the_traceback(capsys):
-    from harness.errors import UsageError
-
-    with pytest.raises(UsageError):
-        main(["eval", "--model", "tiny", "--limit", "0", "--debug"])
+    code, _, err = run_cli(capsys, "eval", "--model", "tiny", "--limit", "0", "--debug")
+    assert code == 2 and "Traceback" in err and "UsageError" in err
 
 
 # --- score -----------------------------------------------------------------------------------
@@ -302,3 +300,12 @@ def test_align_run_ctrl_c_is_one_message_and_resumes(tmp_path, teacher_jsonl):
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     ids = [json.loads(line)["id"] for line in out.read_text(encoding="utf-8").splitlines()]
     assert len(ids) == total and len(set(ids)) == total
+
+
+def test_align_run_refuses_a_regenerated_input(capsys, tmp_path, teacher_jsonl):
+    out = tmp_path / "out.jsonl"
+    assert run_cli(capsys, "align", "run", str(teacher_jsonl), str(out), "--workers", "1")[0] == 0
+    assert run_cli(capsys, "align", "synth", str(teacher_jsonl), "--n", "6", "--seed", "7")[0] == 0  # same name, new data
+    code, _, err = run_cli(capsys, "align", "run", str(teacher_jsonl), str(out), "--workers", "1")
+    assert code == 1
+    assert_short_error(err, str(out), "input_sha256")

@@ -31,11 +31,21 @@ def test_other_settings_are_refused_with_the_differences(tmp_path):
 
 def test_folder_outputs_keep_settings_inside(tmp_path):
     store = tmp_path / "store"
-    store.mkdir()
-    assert claim(store, "teacher.sample", {"n": 40}) is False
+    assert claim(store, "teacher.sample", {"n": 40}, folder=True) is False
     assert (store / "settings.json").exists()
     with pytest.raises(ResumeError, match="n: 40 -> 20"):
-        claim(store, "teacher.sample", {"n": 20})
+        claim(store, "teacher.sample", {"n": 20}, folder=True)
+
+
+def test_names_with_dots_or_without_extension_resume(tmp_path):
+    dotted = tmp_path / "Qwen2.5"  # a folder output whose name has a "suffix"
+    assert claim(dotted, "formats.build", {"seed": 0}, folder=True) is False
+    (dotted / "part.parquet").write_text("x")
+    assert claim(dotted, "formats.build", {"seed": 0}, folder=True) is True
+    plain = tmp_path / "aligned"  # a file output without an extension
+    assert claim(plain, "align", {"k": 5}) is False and not plain.exists()
+    plain.write_text("row\n")
+    assert claim(plain, "align", {"k": 5}) is True and plain.is_file()
 
 
 def test_an_output_without_settings_is_not_resumed(tmp_path):

@@ -26,10 +26,9 @@ def run(
     workers: int = typer.Option(0, help="Processes (0 = all cores)."),
     chunk_size: int = typer.Option(64, help="Samples per work unit (also the resume granularity)."),
 ):
-    """Align a teacher data file onto T5 tokens, with a progress bar; safe to re-run after a crash.
+    """Align a teacher store or JSONL onto T5 tokens, with a progress bar; safe to rerun after a crash.
 
-    The output remembers its settings (OUTPUT.settings.json): a rerun with the same ones resumes,
-    other ones are refused."""
+    The output remembers its settings: a rerun with the same ones resumes, other ones are refused."""
     import os
 
     from rich.console import Console
@@ -68,8 +67,9 @@ def run(
                 summary = run_alignment(input_path, output_path, config, workers=workers or os.cpu_count() or 1,
                                     chunk_size=chunk_size, progress=lambda n: bar.advance(task, n))
     except KeyboardInterrupt:
-        console.print(f"interrupted: the rows written so far are kept in {output_path}; rerun the same command to resume", soft_wrap=True)
-        raise typer.Exit(130)
+        from harness.errors import Interrupted
+
+        raise Interrupted(f"interrupted: the rows written so far are kept in {output_path}; rerun the same command to resume") from None
     print(json.dumps(summary, indent=1))
 
 

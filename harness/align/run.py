@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from harness.checksums import sha256_of
 from harness.errors import DataError, check_positive
 from harness.records import RecordError, iter_jsonl
 from harness.resume import claim
@@ -345,7 +346,9 @@ def run_alignment(
     check_positive("--chunk-size", chunk_size)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     # The output remembers what made it: a rerun resumes only with the same input and settings.
-    claim(output_path, "align", {"input": str(input_path.resolve()), "config": _config_dict(config)})
+    # The input's checksum too: a teacher file regenerated under the same name must not be mixed in.
+    claim(output_path, "align", {"input": str(input_path.resolve()), "input_sha256": sha256_of(input_path),
+                                 "config": _config_dict(config)})
     done, stats = resume_state(output_path)
 
     def chunks() -> Iterator[list[tuple[int, bytes]]]:

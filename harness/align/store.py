@@ -150,7 +150,7 @@ def run_store_alignment(
         raise DataError(f"{store}: not a teacher store (expected settings.json and data/part-*.parquet; see docs/teacher-store.md)")
     teacher_settings = json.loads((store / "settings.json").read_text(encoding="utf-8")).get("settings", {})
     output.mkdir(parents=True, exist_ok=True)
-    claim(output, JOB, {"store": str(store.resolve()), "config": _config_dict(config), "setting": setting, "select": select})
+    claim(output, JOB, {"store": str(store.resolve()), "config": _config_dict(config), "setting": setting, "select": select}, folder=True)
     (output / DATA_DIR).mkdir(exist_ok=True)
     for leftover in (output / DATA_DIR).glob(".part-*.tmp"):
         leftover.unlink()

@@ -138,23 +138,48 @@ def check_options(cfg: EvalConfig) -> None:
 
 
 def check_model(model: str) -> tuple[str, bool, bool]:
-    """(path or hub id, is pipeline check, is encoder-decoder); an unknown model is a clear error."""
+    """(path or hub id, is pipeline check, is encoder-decoder); an unknown model is a clear error.
+
+    Local folders and the Hugging Face cache are tried first (fast, silent); the Hub only after."""
     from transformers import AutoConfig
 
     path, pipeline_check = resolve_model(model)
+    if Path(path).is_dir():
+        try:
+            config = AutoConfig.from_pretrained(path)
+        except (OSError, ValueError):
+            raise EvalSetupError(f"--model {model!r}: a local folder without a usable config.json (is it a Hugging Face model folder?)") from None
+        return path, pipeline_check, bool(getattr(config, "is_encoder_decoder", False))
+    if model.startswith(("/", ".", "~")):
+        raise EvalSetupError(f"--model {model!r}: no such folder. Use a hub id (e.g. google/flan-t5-base), a local model folder, or `tiny`.")
     try:
-        config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError) as err:
-        if Path(path).is_dir():
-            where = "a local folder without a usable config.json"
-        elif model.startswith(("/", ".", "~")):
-            raise EvalSetupError(f"--model {model!r}: no such folder. Use a hub id (e.g. google/flan-t5-base), a local model folder, or `tiny`.") from None
-        else:
-            where = "not a local folder, and not found on the Hugging Face Hub"
-        offline = " (offline: HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
-        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-        raise EvalSetupError(f"--model {model!r}: {where}{offline}; {first}\nUse a hub id (e.g. google/flan-t5-base), a local model folder, or `tiny`.") from None
+        config = AutoConfig.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError):
+        if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1":
+            raise EvalSetupError(f"--model {model!r}: not a local folder and not in the Hugging Face cache, and the Hub is off "
+                                 f"(HF_HUB_OFFLINE=1); download it first or give a local folder.") from None
+        config = _config_from_hub(model, path)
     return path, pipeline_check, bool(getattr(config, "is_encoder_decoder", False))
+
+
+def _config_from_hub(model: str, path: str):
+    from transformers import AutoConfig
+
+    quiet = [logging.getLogger(name) for name in ("huggingface_hub", "transformers")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.ERROR)
+    try:
+        return AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        text = str(err).strip()
+        unreachable = any(word in text.lower() for word in ("connect", "resolve", "timed out", "network", "offline"))
+        cause = "the Hugging Face Hub cannot be reached (no network?)" if unreachable else "no such model on the Hugging Face Hub"
+        raise EvalSetupError(f"--model {model!r}: not a local folder, not in the Hugging Face cache, and {cause}.\n"
+                             f"Check the id, or download the model and pass its folder.") from None
+    finally:
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
 
 
 def check_data(root: Path, strict: bool, warn: Callable[[str], None]) -> dict[str, str]:
@@ -281,12 +306,12 @@ def run(cfg: EvalConfig, warn: Callable[[str], None] = print) -> dict:
     from lm_eval.loggers import EvaluationTracker
 
     checked = prepare(cfg, warn)
+    model_path, pipeline_check, seq2seq = check_model(cfg.model)  # before lm-eval indexes its ~10K task files
     _quiet_libraries()
     manager = _task_manager(_metadata(cfg) or None)
     if not _all_spec(cfg.tasks):  # names from lm-eval's own catalogue: checked against its index
         known = set(manager.all_tasks)
         check_tasks(cfg.tasks, known_elsewhere=known.__contains__)
-    model_path, pipeline_check, seq2seq = check_model(cfg.model)
     model_args = {"pretrained": model_path, **cfg.extra_model_args}
     max_length = cfg.max_length or (SEQ2SEQ_MAX_LENGTH if seq2seq else None)
     if max_length:

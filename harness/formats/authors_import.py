@@ -332,7 +332,7 @@ def import_authors_formats(
         "tokenizer": {"spiece_sha256": sha256_of(spiece), "mode": "slow (SentencePiece between special tokens)"},
         "importer_version": IMPORTER_VERSION, "schema_version": SCHEMA_VERSION,
     }
-    claim(output, JOB, settings)
+    claim(output, JOB, settings, folder=True)
     progress_path = output / PROGRESS
     progress: dict[str, Any] = {}
     if progress_path.is_file():

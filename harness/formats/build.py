@@ -154,7 +154,7 @@ def build_formats(
         "num_demos": NUM_DEMOS, "shard_size": shard_size, "aligned": aligned is not None,
         "source": dict(source or {}), "schema_version": SCHEMA_VERSION,
     }
-    claim(output, JOB, settings)
+    claim(output, JOB, settings, folder=True)
     if pool is None and any(f in IN_CONTEXT_FORMATS for f in formats):
         pool = load_pool(setting, data_dir)
     banned = frozenset()

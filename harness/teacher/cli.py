@@ -61,7 +61,12 @@ def sample(
                        rate=f"{counters.get('samples', 0) / elapsed:.1f} samples/s")
 
         bar.update(task, completed=0)
-        result = run_sampling(cfg, progress=progress)
+        try:
+            result = run_sampling(cfg, progress=progress, note=lambda text: console.print(f"[bold yellow]{text}[/]", soft_wrap=True))
+        except KeyboardInterrupt:
+            from harness.errors import Interrupted
+
+            raise Interrupted(f"interrupted: finished shards are kept in {cfg.output}; rerun the same command to resume") from None
     print(json.dumps(result, indent=1))
 
 
@@ -83,8 +88,9 @@ def _estimate(cfg, questions: int, usd_prompt: float, usd_completion: float) -> 
     per_request = 1 if s.mode == "score" else math.ceil(s.n / 128)
     completion = (s.n * s.max_tokens) if s.mode == "sample" else 0
     if cfg.teacher.kind != "openai":
-        return (f"estimate: {questions:,} questions x {s.n if s.mode == 'sample' else 1} samples, prompts ~{prompt_tokens:,} tokens, "
-                f"at most {questions * completion:,} completion tokens (local teacher: no cost)")
+        return (f"estimate: {questions:,} questions x {s.n if s.mode == 'sample' else 1} samples: {questions * per_request:,} requests, "
+                f"~{questions * prompt_tokens:,} prompt tokens (~{prompt_tokens:,} each), at most {questions * completion:,} "
+                f"completion tokens (local teacher: no cost)")
     from harness.teacher.openai_backend import OpenAIConfig, estimate_cost
     from harness.teacher.sample import openai_options
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness.errors import UsageError, check_choice, check_positive
-from harness.records import Example
+from harness.records import Example, atomic_write
 from harness.teacher.base import SampleRequest, ScoreRequest, Teacher
 from harness.teacher.store import TeacherStore, record_from_completion
 
@@ -104,7 +104,9 @@ class SampleJobConfig:
     def settings(self) -> dict[str, Any]:
         """What makes the data: stored with the store, checked on resume (no secrets, no speed knobs)."""
         teacher = {k: v for k, v in asdict(self.teacher).items() if k not in ("concurrency", "requests_per_minute", "api_key_env", "device")}
-        return {"teacher": teacher, "sampling": asdict(self.sampling)}
+        # `limit` only says how far to go: growing a run (40 -> 50 questions) resumes it.
+        sampling = {k: v for k, v in asdict(self.sampling).items() if k != "limit"}
+        return {"teacher": teacher, "sampling": sampling}
 
 
 def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> SampleJobConfig:
@@ -192,13 +194,20 @@ def load_questions(cfg: SamplingConfig) -> list[Example]:
     return examples[: cfg.limit] if cfg.limit else examples
 
 
+PIPELINE_CHECK_NOTE = ("PIPELINE CHECK: the teacher has random or barely trained weights ({what}); "
+                       "its samples test the plumbing and are not teacher data.")
+SCORE_NOTE = "score mode: the texts are GSM8K's gold rationales, so the accuracies are those of the gold text, not of the teacher."
+
+
 def run_sampling(
     cfg: SampleJobConfig,
     teacher: Teacher | None = None,
     progress: Callable[[int, dict[str, int]], None] | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) the job. `progress(questions_done_now, counters)` after each shard.
-    Returns the store statistics plus what this run did."""
+    """Run (or resume) the job. `progress(questions_done_now, counters)` after each shard; `note`
+    gets the pipeline-check and score-mode notes. Returns the store statistics plus what this run
+    did; the notes are also written into stats.json."""
     from harness.data.prompts import authors_prompt
     from harness.teacher.gold import gold_text
     from harness.templates import teacher_cot
@@ -251,7 +260,29 @@ def run_sampling(
                 progress(len(group), dict(counters))
         stats_path = store.write_stats()
         stats = json.loads(Path(stats_path).read_text(encoding="utf-8"))
+        notes = _notes(cfg, teacher)
+        if notes:
+            stats["notes"] = notes
+            stats["pipeline_check"] = any(n.startswith("PIPELINE CHECK") for n in notes)
+            with atomic_write(stats_path) as handle:
+                json.dump(stats, handle, indent=1, sort_keys=True)
+                handle.write("\n")
+            for text in notes:
+                if note:
+                    note(text)
     return {"store": str(cfg.output), "this_run": counters, "stats": stats}
+
+
+def _notes(cfg: SampleJobConfig, teacher: Teacher | None) -> list[str]:
+    notes = []
+    marker = teacher.marker() if teacher is not None and hasattr(teacher, "marker") else None
+    if marker and marker.get("pipeline_check", True):
+        notes.append(PIPELINE_CHECK_NOTE.format(what=marker.get("description") or marker.get("kind", "built by the harness")))
+    elif teacher is None and cfg.teacher.kind == "default":
+        notes.append(PIPELINE_CHECK_NOTE.format(what="the CPU default teacher"))
+    if cfg.sampling.mode == "score":
+        notes.append(SCORE_NOTE)
+    return notes
 
 
 def _question_seed(seed: int, question_id: str) -> int:

@@ -309,7 +309,7 @@ class TeacherStore:
         if root.exists() and not root.is_dir():
             raise UsageError(f"teacher store {root}: exists and is not a folder")
         root.mkdir(parents=True, exist_ok=True)
-        claim(root, job, settings)
+        claim(root, job, settings, folder=True)
         store = cls(root, settings, writable=True)
         store.data.mkdir(exist_ok=True)
         store._take_lock()
