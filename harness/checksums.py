@@ -36,10 +36,10 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def check_files(root: Path, prefixes: tuple[str, ...] = ()) -> dict[str, str]:
+def check_files(root: Path, prefixes: tuple[str, ...] = (), entries: list[ManifestEntry] | None = None) -> dict[str, str]:
     """Map each manifest file (under the prefixes) to 'ok', 'missing' or 'mismatch'."""
     status = {}
-    for entry in manifest():
+    for entry in manifest() if entries is None else entries:
         if prefixes and not entry.file.startswith(prefixes):
             continue
         path = root / entry.file

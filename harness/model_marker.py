@@ -8,10 +8,13 @@ whatever the folder is called or wherever it was copied.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from harness.records import atomic_write
+from harness.records import atomic_write, current_umask
 
 MARKER = "spec_harness_model.json"
 
@@ -31,3 +34,26 @@ def read_marker(folder: str | Path) -> dict[str, Any] | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except ValueError:
         return {"pipeline_check": True, "description": f"{MARKER} unreadable"}
+
+
+def save_model_folder(out_dir: str | Path, save: Callable[[Path], None], kind: str, **details: Any) -> Path:
+    """Build a model folder atomically: `save(tmp)` writes it into a temporary sibling, the marker
+    is added, and the folder is renamed into place. If another process got there first, its
+    folder is kept."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    try:
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700
+        save(tmp)
+        write_marker(tmp, kind, **details)
+        os.replace(tmp, out_dir)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if (out_dir / "config.json").exists():  # another process built it first
+            return out_dir
+        raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir

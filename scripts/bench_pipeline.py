@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def build_store(root: Path, samples: int, seed: int = 0) -> dict:
     from harness.align.synthetic import synthesize
-    from harness.align.tokenizers import TiktokenTokenizer
+    from harness.tokenizers import TiktokenTokenizer
     from harness.data import load
     from harness.teacher.base import Completion
     from harness.teacher.gold import gold_text

@@ -15,7 +15,7 @@ from harness.errors import check_choice, check_positive
 from harness.align.faithful_fast import align_faithful_detailed
 from harness.align.framing import FRAMINGS
 from harness.align.targets import KIND_ONE_TO_ONE, AlignedSequence, from_string_targets
-from harness.align.tokenizers import SentencePieceTokenizer, Tokenized
+from harness.tokenizers import SentencePieceTokenizer, Tokenized
 
 MODES = ("faithful", "exact")
 

@@ -33,7 +33,7 @@ class Pair:
 
 def prepare_pairs(n: int, seed: int = 0):
     from harness.align.synthetic import gsm8k_rationales, synthesize
-    from harness.align.tokenizers import SentencePieceTokenizer, TiktokenTokenizer
+    from harness.tokenizers import SentencePieceTokenizer, TiktokenTokenizer
 
     teacher = TiktokenTokenizer("p50k_base")
     student = SentencePieceTokenizer()
@@ -317,7 +317,7 @@ def measure_runner(n: int = 2000, workers: int = 2, modes: tuple[str, ...] = ("f
     from harness.align.api import AlignConfig
     from harness.align.run import run_alignment
     from harness.align.synthetic import gsm8k_rationales, synthesize
-    from harness.align.tokenizers import TiktokenTokenizer
+    from harness.tokenizers import TiktokenTokenizer
     from harness.records import write_jsonl
 
     teacher = TiktokenTokenizer("p50k_base")

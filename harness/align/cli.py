@@ -126,7 +126,7 @@ def synth(
     import math
 
     from harness.align.synthetic import gsm8k_rationales, synthesize
-    from harness.align.tokenizers import TiktokenTokenizer
+    from harness.tokenizers import TiktokenTokenizer
     from harness.records import write_jsonl
 
     teacher = TiktokenTokenizer("p50k_base")

@@ -42,7 +42,7 @@ from harness.align.targets import (
     KIND_ONE_TO_ONE,
     AlignedSequence,
 )
-from harness.align.tokenizers import SentencePieceTokenizer, Tokenized
+from harness.tokenizers import SentencePieceTokenizer, Tokenized
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from harness.align.tokenizers import TiktokenTokenizer
+from harness.tokenizers import TiktokenTokenizer
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from harness.checksums import ManifestEntry, manifest, sha256_of  # noqa: F401 (re-exported)
+from harness.checksums import ManifestEntry, check_files, manifest, sha256_of  # noqa: F401 (re-exported)
 from harness.config import ENV_DATA_DIR
 from harness.errors import DataError
 from harness.records import atomic_write
@@ -41,16 +41,7 @@ class DownloadError(DataError, ValueError):
 
 def verify(root: Path, only: str | None = None) -> dict[str, str]:
     """Map each manifest file to 'ok', 'missing' or 'mismatch' (optionally under a prefix)."""
-    status = {}
-    for entry in manifest():
-        if only and not entry.file.startswith(only):
-            continue
-        path = root / entry.file
-        if not path.exists():
-            status[entry.file] = "missing"
-        else:
-            status[entry.file] = "ok" if sha256_of(path) == entry.sha256 else "mismatch"
-    return status
+    return check_files(root, (only,) if only else (), entries=manifest())
 
 
 def tiktoken_cache_name(url: str) -> str:

@@ -8,14 +8,11 @@ Its accuracies are meaningless: every report built on it says so.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from harness.checksums import manifest, sha256_of
 from harness.config import data_file, default_cache_dir
-from harness.model_marker import MARKER, read_marker, write_marker  # noqa: F401 (MARKER re-exported)
-from harness.records import current_umask
+from harness.model_marker import MARKER, read_marker, save_model_folder  # noqa: F401 (MARKER re-exported)
 
 TINY_NAMES = ("tiny", "tiny-random-t5")
 TINY_VERSION = "tiny-t5-v3"  # bump when the architecture or the folder layout below changes
@@ -47,18 +44,11 @@ def build_tiny_t5(out_dir: Path | None = None, seed: int = 0, data_dir=None) -> 
     )
     torch.manual_seed(seed)
     model = T5ForConditionalGeneration(config)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
-        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        write_marker(tmp, kind=TINY_VERSION, seed=seed)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+    def save(folder: Path) -> None:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    return save_model_folder(out_dir, save, TINY_VERSION, seed=seed)
 
 
 def is_pipeline_check(path: str | Path) -> bool:

@@ -70,7 +70,7 @@ class ScoreRequest:
 
 class Teacher(Protocol):
     """What every backend implements. `model` and `tokenizer` are recorded with the data;
-    `tokenizer` is a spec `harness.align.tokenizers.load_tokenizer` understands
+    `tokenizer` is a spec `harness.tokenizers.load_tokenizer` understands
     (e.g. "tiktoken:p50k_base", "hf:/path/to/model")."""
 
     model: str

@@ -25,15 +25,12 @@ import json
 import math
 import os
 import random
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 from harness.config import data_file, default_cache_dir
 from harness.errors import DataError, check_positive
-from harness.records import current_umask
-from harness.model_marker import write_marker
+from harness.model_marker import save_model_folder
 from harness.teacher.hf_backend import HFTeacher
 
 VERSION = "default-teacher-gpt2-v2"  # bump when the architecture, the training recipe or the folder layout changes
@@ -103,25 +100,14 @@ def build_default_teacher(out_dir=None, *, train_steps: int = 0, seed: int = 0, 
     else:
         weights = (f"trained {train_steps} steps on GSM8K train rationales (batch {batch} x {seq_len} tokens, AdamW lr {lr:g}, "
                    f"init seed {seed}; loss {trained['first_loss']:.2f} -> {trained['final_loss']:.2f})")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
-        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        write_marker(tmp, VERSION, description=f"default teacher: {arch}, real GPT-2 tokenizer; {weights}",
-                     weights="random" if trained is None else "trained", seed=seed, train_steps=train_steps,
-                     training=trained, tokenizer=TOKENIZER_SPEC, tokenizer_files="tokenizers/gpt2 (encoder.json, vocab.bpe)")
-        os.replace(tmp, out_dir)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if (out_dir / "config.json").exists():  # another process built it first
-            return out_dir
-        raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+
+    def save(folder: Path) -> None:
+        model.save_pretrained(folder)
+        tok.save_pretrained(folder)
+
+    return save_model_folder(out_dir, save, VERSION, description=f"default teacher: {arch}, real GPT-2 tokenizer; {weights}",
+                             weights="random" if trained is None else "trained", seed=seed, train_steps=train_steps,
+                             training=trained, tokenizer=TOKENIZER_SPEC, tokenizer_files="tokenizers/gpt2 (encoder.json, vocab.bpe)")
 
 
 def default_teacher(train_steps: int = 0, *, init_seed: int = 0, data_dir=None, out_dir=None, device: str = "cpu",

@@ -9,9 +9,8 @@ every position's top list is the token itself with log-probability 0.0 (`targets
     from harness.teacher.gold import build_gold_store
     build_gold_store("runs/teacher/gold-t5")              # all 7,473 train questions, resumable
 
-Tokenizers: "t5" / "spm:<model file>" (SentencePiece) and "tiktoken:<encoding>" are loaded
-here; for any other spec pass `tokenizer=harness.align.tokenizers.load_tokenizer(spec)` (the
-teacher stage may not import the align stage; the CLI may). Stored tokens are the text each
+Tokenizers come from the core tokenizer layer (`harness.tokenizers.load_tokenizer`: "t5",
+"spm:<model file>", "tiktoken:<encoding>", "hf:<path>", …). Stored tokens are the text each
 token covers (a T5 piece "▁The" after a newline is stored as "\\nThe"), so they spell `text`;
 `token_ids` hold the tokenizer's ids.
 """
@@ -20,9 +19,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
-from harness.errors import DataError, UsageError
+from harness.errors import DataError
 from harness.records import Example
 
 from harness.teacher.store import TeacherRecord, TeacherStore, grade
@@ -35,7 +34,7 @@ TEXT_FORMAT = "rationale lines + '\\nThe answer is {final}' (v1)"
 
 class SurfaceTokenizer(Protocol):
     """What gold needs from a tokenizer: ids and each token's character span in the text
-    (`harness.align.tokenizers` tokenizers qualify)."""
+    (`harness.tokenizers` tokenizers qualify)."""
 
     def encode(self, text: str) -> Any: ...  # .ids, .starts, .ends
 
@@ -54,71 +53,11 @@ def gold_text(example: Example) -> str:
 # ------------------------------------------------------------------------------------ tokenizers
 
 
-class _Tokenized:
-    def __init__(self, ids: list[int], starts: list[int], ends: list[int]):
-        self.ids, self.starts, self.ends = ids, starts, ends
-
-
-def _char_table(text: str) -> list[int] | None:
-    """`table[b]` = characters in the first b UTF-8 bytes (None for ASCII text: identity)."""
-    if text.isascii():
-        return None
-    table = [0]
-    for i, ch in enumerate(text):
-        n = len(ch.encode("utf-8"))
-        table.extend([i] * (n - 1))
-        table.append(i + 1)
-    return table
-
-
-class _SentencePiece:
-    def __init__(self, model_file: str | os.PathLike):
-        import sentencepiece as spm
-
-        self.sp = spm.SentencePieceProcessor(model_file=str(model_file))
-
-    def encode(self, text: str) -> _Tokenized:
-        table = _char_table(text)
-        pieces = self.sp.encode(text, return_type="proto").pieces
-        conv: Callable[[int], int] = (lambda b: b) if table is None else table.__getitem__
-        return _Tokenized([p.id for p in pieces], [conv(p.begin) for p in pieces], [conv(p.end) for p in pieces])
-
-
-class _Tiktoken:
-    def __init__(self, encoding: str):
-        from harness.config import setup_offline_tokenizers
-
-        setup_offline_tokenizers()
-        import tiktoken
-
-        self.encoding = tiktoken.get_encoding(encoding)
-
-    def encode(self, text: str) -> _Tokenized:
-        ids = self.encoding.encode(text, disallowed_special=())
-        table = _char_table(text)
-        starts, ends, pos = [], [], 0
-        for i in ids:
-            nxt = pos + len(self.encoding.decode_single_token_bytes(i))
-            starts.append(pos if table is None else table[pos])
-            ends.append(nxt if table is None else table[nxt])
-            pos = nxt
-        return _Tokenized(ids, starts, ends)
-
-
 def load_surface_tokenizer(spec: str) -> SurfaceTokenizer:
-    """The tokenizers gold can load itself: "t5", "spm:<model file>", "tiktoken:<encoding>"."""
-    if spec == "t5":
-        from harness.config import data_file
+    """A tokenizer from a spec (`harness.tokenizers.load_tokenizer`: t5, spm:, tiktoken:, hf:…)."""
+    from harness.tokenizers import load_tokenizer
 
-        return _SentencePiece(data_file("tokenizers/t5/spiece.model"))
-    if spec.startswith("spm:"):
-        return _SentencePiece(spec.split(":", 1)[1])
-    if spec.startswith("tiktoken:"):
-        return _Tiktoken(spec.split(":", 1)[1])
-    raise UsageError(
-        f"--tokenizer: {spec!r} cannot be loaded by the gold teacher itself; use t5, spm:<model file> or "
-        "tiktoken:<encoding>, or pass tokenizer=harness.align.tokenizers.load_tokenizer(spec)"
-    )
+    return load_tokenizer(spec)
 
 
 def surface_tokens(text: str, tokenized: Any) -> list[str]:

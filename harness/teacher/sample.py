@@ -44,7 +44,7 @@ class TeacherConfig:
 
     kind: str = "default"
     model: str | None = None
-    tokenizer: str | None = None  # a harness.align.tokenizers spec; default: the backend's own
+    tokenizer: str | None = None  # a harness.tokenizers spec; default: the backend's own
     base_url: str | None = None
     api: str = "completions"  # openai: completions | chat
     api_key_env: str = "OPENAI_API_KEY"

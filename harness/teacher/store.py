@@ -24,7 +24,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -426,18 +425,8 @@ class TeacherStore:
         shards = self.shards()
         seq = int(_SHARD_NAME.fullmatch(shards[-1].name).group(1)) + 1 if shards else 0
         path = self.data / f"{SHARD_PREFIX}{seq:05d}{SHARD_SUFFIX}"
-        fd, tmp = tempfile.mkstemp(dir=self.data, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            os.chmod(tmp, 0o666 & ~current_umask())
-            with os.fdopen(fd, "wb") as handle:
-                pq.write_table(table, handle, **WRITE_OPTIONS)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        with atomic_write(path, "wb") as handle:  # `.part-NNNNN.parquet.*.tmp` until renamed
+            pq.write_table(table, handle, **WRITE_OPTIONS)
         _fsync_dir(self.data)
         keys = [r.key for r in records]
         self._keys[path] = keys

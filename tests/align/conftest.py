@@ -7,14 +7,14 @@ import pytest
 
 @pytest.fixture(scope="session")
 def teacher(data_dir):
-    from harness.align.tokenizers import TiktokenTokenizer
+    from harness.tokenizers import TiktokenTokenizer
 
     return TiktokenTokenizer("p50k_base")
 
 
 @pytest.fixture(scope="session")
 def student(data_dir):
-    from harness.align.tokenizers import SentencePieceTokenizer
+    from harness.tokenizers import SentencePieceTokenizer
 
     return SentencePieceTokenizer()
 

@@ -73,7 +73,7 @@ def test_gpt2_tokenizer_ids_equal_tiktoken_gpt2(data_dir):
 
 
 def test_alignment_tokenizer_reproduces_the_teachers_tokens(built):
-    from harness.align.tokenizers import load_tokenizer
+    from harness.tokenizers import load_tokenizer
 
     _, _, teacher = built
     align = load_tokenizer(teacher.tokenizer)
@@ -90,7 +90,7 @@ def test_alignment_tokenizer_reproduces_the_teachers_tokens(built):
 
 
 def test_hf_spec_agrees_on_whole_characters(built):
-    from harness.align.tokenizers import load_tokenizer
+    from harness.tokenizers import load_tokenizer
 
     _, folder, teacher = built
     align = load_tokenizer(f"hf:{folder}")
@@ -101,7 +101,7 @@ def test_hf_spec_agrees_on_whole_characters(built):
 def test_hf_spec_agrees_on_split_characters(built):
     """HFTokenizer (alignment's `hf:` specs) gives a split character to the token holding its last
     byte, as the teacher, the OpenAI backend and tiktoken do."""
-    from harness.align.tokenizers import load_tokenizer
+    from harness.tokenizers import load_tokenizer
 
     _, folder, teacher = built
     [comp] = teacher.score([ScoreRequest("Q:", " 😀 日本", 1)])

@@ -26,7 +26,7 @@ def test_gold_text_is_the_rationale_then_the_answer_line(train):
 
 @pytest.mark.parametrize("spec", ["t5", "tiktoken:p50k_base"])
 def test_tokens_spell_the_text_one_hot_with_the_tokenizer_ids(train, spec):
-    from harness.align.tokenizers import load_tokenizer
+    from harness.tokenizers import load_tokenizer
 
     reference = load_tokenizer(spec)
     tokenizer = load_surface_tokenizer(spec)

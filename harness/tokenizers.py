@@ -273,7 +273,12 @@ def load_tokenizer(spec: str):
     if spec.startswith("hf:"):
         from transformers import AutoTokenizer
 
-        return HFTokenizer(AutoTokenizer.from_pretrained(spec.split(":", 1)[1]))
+        try:
+            return HFTokenizer(AutoTokenizer.from_pretrained(spec.split(":", 1)[1]))
+        except (OSError, ValueError) as err:
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+            raise UsageError(f"tokenizer {spec!r} cannot be loaded ({reason}); specs load_tokenizer understands: "
+                             "tiktoken:<encoding>, t5, spm:<model file>, hf-gpt2, hf:<path>") from None
     raise UsageError(f"unknown tokenizer {spec!r}: use tiktoken:<encoding>, t5, spm:<model file>, hf-gpt2 or hf:<path>")
 
 

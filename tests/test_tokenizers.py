@@ -4,6 +4,20 @@ from __future__ import annotations
 
 import pytest
 
+@pytest.fixture(scope="module")
+def teacher(data_dir):
+    from harness.tokenizers import TiktokenTokenizer
+
+    return TiktokenTokenizer("p50k_base")
+
+
+@pytest.fixture(scope="module")
+def student(data_dir):
+    from harness.tokenizers import SentencePieceTokenizer
+
+    return SentencePieceTokenizer()
+
+
 TEXTS = [
     "If Natalia sold 48/2 = 24 clips.\nThe answer is $12,000",
     "  leading and trailing  \n\n",
@@ -50,7 +64,7 @@ def test_t5_piece_spans_include_the_whitespace_their_marker_stands_for(student):
 
 
 def test_hf_gpt2_matches_tiktoken_gpt2(data_dir):
-    from harness.align.tokenizers import HFTokenizer, TiktokenTokenizer
+    from harness.tokenizers import HFTokenizer, TiktokenTokenizer
 
     hf, tk = HFTokenizer.gpt2(), TiktokenTokenizer("gpt2")
     for text in TEXTS:
@@ -69,7 +83,7 @@ def test_student_spelling_depends_on_the_preceding_whitespace(student):
 
 
 def test_load_tokenizer_rejects_unknown_names():
-    from harness.align.tokenizers import load_tokenizer
+    from harness.tokenizers import load_tokenizer
 
     with pytest.raises(ValueError, match="unknown tokenizer"):
         load_tokenizer("bert")
