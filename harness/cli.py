@@ -102,10 +102,40 @@ def main(argv: list[str] | None = None) -> None:
 from harness.align.cli import app as align_app  # noqa: E402
 from harness.formats.cli import app as formats_app  # noqa: E402
 from harness.teacher.cli import app as teacher_app  # noqa: E402
+from harness.train import cli as train_cli  # noqa: E402
 
 app.add_typer(teacher_app, name="teacher")
 app.add_typer(align_app, name="align")
 app.add_typer(formats_app, name="formats")
+app.add_typer(train_cli.app, name="train")
+
+
+def primary_score(summary: dict, task: str) -> float | None:
+    """The number a checkpoint is judged by: math tasks and M-A-S groups by the authors' rule
+    (acc_faithful); BBH groups by the unweighted 27-task mean under the same rule (their test_bbh)."""
+    entry = summary.get("tasks", {}).get(task)
+    if entry and entry.get("acc_faithful") is not None:
+        return entry["acc_faithful"]
+    bbh = summary.get("bbh", {}).get(task, {}).get("acc_faithful")
+    return bbh.get("mean_27") if bbh else None
+
+
+def evaluate_for_training(model_dir: Path, tasks: list, limits: dict, batch_size: int) -> dict:
+    """The trainer's evaluator: lm-eval on a checkpoint's model, tasks grouped by their --limit."""
+    from harness.eval.run import EvalConfig, run
+
+    groups: dict = {}
+    for task in tasks:
+        groups.setdefault(limits.get(task), []).append(task)
+    scores = {}
+    for limit, group in groups.items():
+        cfg = EvalConfig(model=str(model_dir), tasks=group, limit=limit, batch_size=batch_size, output_dir=Path(model_dir).parent / "eval")
+        summary = run(cfg, warn=lambda message: None)
+        scores.update({task: primary_score(summary, task) for task in group})
+    return scores
+
+
+train_cli.set_evaluator(evaluate_for_training)
 
 
 @data_app.command("download")

@@ -8,7 +8,7 @@ See docs/formats.md for the layouts, the faithful/corrected settings and the mix
 
 from harness.formats.build import CotSample, build_formats, schema
 from harness.formats.demos import DemoPool, load_pool, select_demos
-from harness.formats.mixing import (
+from harness.mixing import (
     BATCH_SIZES,
     GRAD_ACCUM,
     MicroBatch,

@@ -65,7 +65,7 @@ from harness.safe_pickle import load_pickle
 from harness.templates import COT_TRIGGER, strip_colons
 
 from harness.formats.build import SCHEMA_VERSION, _mix_summary, _ShardWriter
-from harness.formats.mixing import BATCH_SIZES
+from harness.mixing import BATCH_SIZES
 from harness.formats.render import COT_FORMATS, FORMATS
 
 JOB = "formats.import-authors"

@@ -34,7 +34,7 @@ from harness.records import Example, atomic_write
 from harness.resume import claim
 
 from harness.formats.demos import DemoPool, dev_ids, load_pool, record_key
-from harness.formats.mixing import BATCH_SIZES, authors_mix_counts, size_config
+from harness.mixing import BATCH_SIZES, authors_mix_counts, size_config
 from harness.formats.render import (
     ANSWER_ONLY_FORMATS,
     COT_FORMATS,

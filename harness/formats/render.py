@@ -29,11 +29,8 @@ from typing import Sequence
 from harness.errors import DataError, check_choice
 from harness.records import Example
 from harness.templates import COT_TRIGGER, strip_colons  # noqa: F401 (part of this module's API)
+from harness.mixing import ANSWER_ONLY_FORMATS, COT_FORMATS, FORMATS, IN_CONTEXT_FORMATS  # noqa: F401 (re-exported)
 
-FORMATS = ("in_context_answer_only", "in_context_cot", "zero_shot_answer_only", "zero_shot_cot")
-COT_FORMATS = ("in_context_cot", "zero_shot_cot")
-ANSWER_ONLY_FORMATS = ("in_context_answer_only", "zero_shot_answer_only")
-IN_CONTEXT_FORMATS = ("in_context_answer_only", "in_context_cot")
 SETTINGS = ("faithful", "corrected")
 NUM_DEMOS = 4  # the authors' num_in_context_sample
 ANSWER_IS = "The answer is"

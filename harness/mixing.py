@@ -1,4 +1,5 @@
-"""How the four formats are mixed into micro-batches: the authors' implicit mix, or explicit weights.
+"""The four training formats and how they are mixed into micro-batches: the authors' implicit mix,
+or explicit weights. Core: the formats stage reports the mix, the trainer draws its batches from it.
 
 Pure functions over record indices: a `MicroBatch` names a format and the positions of its records
 in that format's record list (shard order); the trainer turns them into tensors.
@@ -26,7 +27,10 @@ from typing import Mapping, Sequence
 
 from harness.errors import UsageError, check_choice, check_positive
 
-from harness.formats.render import FORMATS
+FORMATS = ("in_context_answer_only", "in_context_cot", "zero_shot_answer_only", "zero_shot_cot")
+COT_FORMATS = ("in_context_cot", "zero_shot_cot")
+ANSWER_ONLY_FORMATS = ("in_context_answer_only", "zero_shot_answer_only")
+IN_CONTEXT_FORMATS = ("in_context_answer_only", "in_context_cot")
 
 # The authors' order of formats when building the batch list (it decides the shuffled order).
 AUTHORS_ORDER = ("zero_shot_answer_only", "zero_shot_cot", "in_context_answer_only", "in_context_cot")

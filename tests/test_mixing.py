@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from harness.errors import UsageError
-from harness.formats import (
+from harness.mixing import (
     BATCH_SIZES,
     GRAD_ACCUM,
     authors_micro_batches,

@@ -1,0 +1,293 @@
+"""Training records: read a formats output, check it against the student's tokenizer, and turn
+micro-batches into tensors.
+
+The records stay in Arrow memory (a full paper-size output is ~2 GB of nested top-k lists);
+a micro-batch takes its rows and flattens them with numpy, never through Python lists.
+All checks run once, before the model loads, and each failure names the shard file, the row in
+it and the field.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from harness.errors import DataError, UsageError
+from harness.mixing import COT_FORMATS
+
+TARGET_COLUMNS = ("student_ids", "topk_ids", "topk_probs", "topk_mask")
+IGNORE = -100
+
+
+@dataclass
+class FormatRecords:
+    """One format's records: an Arrow table plus where each row came from (for error messages)."""
+
+    format: str
+    table: Any  # pyarrow.Table
+    files: list[Path]
+    starts: np.ndarray  # first row of each file in `table`
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def where(self, row: int) -> str:
+        i = int(np.searchsorted(self.starts, row, side="right") - 1)
+        return f"{self.files[i]}: record {row - int(self.starts[i])}"
+
+
+def _shards(folder: Path, fmt: str) -> list[Path]:
+    return sorted(p for p in folder.glob(f"{fmt}-*.parquet") if p.stem[len(fmt) + 1 :].isdigit())
+
+
+def read_settings(folder: Path) -> dict[str, Any]:
+    path = folder / "settings.json"
+    if not folder.is_dir():
+        raise UsageError(f"formats_dir: no such folder {folder} (build it with `harness formats build`)")
+    if not path.is_file():
+        raise DataError(f"{folder}: no settings.json; not a formats output (`harness formats build` or `formats import-authors` writes one)")
+    try:
+        return json.loads(path.read_text())["settings"]
+    except (ValueError, KeyError) as e:
+        raise DataError(f"{path}: unreadable formats settings ({e})") from e
+
+
+def load_formats(folder: str | Path, formats: Sequence[str]) -> dict[str, FormatRecords]:
+    """The enabled formats' records, in shard order. Columns the trainer needs must be present."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = Path(folder)
+    read_settings(folder)
+    out: dict[str, FormatRecords] = {}
+    needed = ("encoder_input", "decoder_target", *TARGET_COLUMNS)
+    for fmt in formats:
+        files = _shards(folder, fmt)
+        tables = []
+        for f in files:
+            try:
+                t = pq.read_table(f)
+            except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a bad file
+                raise DataError(f"{f}: unreadable Parquet ({str(e).splitlines()[0]})") from e
+            missing = [c for c in needed if c not in t.column_names]
+            if missing:
+                raise DataError(f"{f}: missing field(s) {', '.join(missing)}")
+            tables.append(t.select(list(needed)))
+        if not tables:
+            out[fmt] = FormatRecords(fmt, None, [], np.zeros(0, dtype=np.int64))
+            continue
+        starts = np.cumsum([0] + [t.num_rows for t in tables[:-1]])
+        out[fmt] = FormatRecords(fmt, pa.concat_tables(tables).combine_chunks(), files, starts)
+    return out
+
+
+def counts(records: dict[str, FormatRecords]) -> dict[str, int]:
+    return {f: len(r) if r.table is not None else 0 for f, r in records.items()}
+
+
+# --- checks ----------------------------------------------------------------------------------
+
+
+def _flat(column) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A list<list<x>> column -> (values, row offsets into positions, position offsets into values)."""
+    col = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    rows = np.asarray(col.offsets)
+    inner = col.flatten()
+    return np.asarray(inner.flatten().to_numpy(zero_copy_only=False)), rows, np.asarray(inner.offsets)
+
+
+def check_records(
+    recs: FormatRecords,
+    target_ids: list[list[int]],
+    *,
+    need_targets: bool,
+    vocab_size: int,
+) -> int | None:
+    """Validate one format against the training tokenizer. Returns the top-k width K (None: no targets).
+
+    `target_ids[i]`: the training tokenizer's ids of record i's decoder_target (no special tokens).
+    The guard: a record's aligned `student_ids` must be exactly those ids, else the teacher's
+    distributions would sit on the wrong tokens (the authors aligned with the slow T5 tokenizer and
+    trained with the fast one; they agree on GSM8K, and this check is what makes that safe).
+    """
+    t = recs.table
+    if t is None or t.num_rows == 0:
+        return None
+    for name in ("encoder_input", "decoder_target"):
+        nulls = t.column(name).is_null().to_numpy(zero_copy_only=False)
+        if nulls.any():
+            raise DataError(f"{recs.where(int(np.argmax(nulls)))}: field {name} is missing")
+    empty = np.array([len(ids) == 0 for ids in target_ids])
+    if empty.any():
+        raise DataError(f"{recs.where(int(np.argmax(empty)))}: field decoder_target is empty")
+    has = ~t.column("student_ids").is_null().to_numpy(zero_copy_only=False)
+    if recs.format not in COT_FORMATS or not need_targets:
+        return None
+    if not has.all():
+        row = int(np.argmax(~has))
+        raise DataError(f"{recs.where(row)}: field student_ids is missing; loss `distribution` needs aligned targets on every CoT record "
+                        "(build formats with --aligned, or train with loss: sample)")
+    for name in TARGET_COLUMNS[1:]:
+        nulls = t.column(name).is_null().to_numpy(zero_copy_only=False)
+        if nulls.any():
+            raise DataError(f"{recs.where(int(np.argmax(nulls)))}: field {name} is missing")
+    sid = t.column("student_ids").combine_chunks()
+    sid_off, sid_val = np.asarray(sid.offsets), np.asarray(sid.flatten().to_numpy())
+    lengths = np.diff(sid_off)
+    for row, ids in enumerate(target_ids):
+        stored = sid_val[sid_off[row] : sid_off[row + 1]]
+        if len(stored) != len(ids) or not np.array_equal(stored, ids):
+            pos = next((i for i, (a, b) in enumerate(zip(stored, ids)) if a != b), min(len(stored), len(ids)))
+            raise DataError(
+                f"{recs.where(row)}: field student_ids: the targets were aligned to other token ids than the training "
+                f"tokenizer gives (first difference at token {pos}: {stored[pos:pos + 3].tolist()} vs {list(ids[pos:pos + 3])}, "
+                f"lengths {len(stored)} vs {len(ids)}); align with the student's tokenizer"
+            )
+    k = None
+    flat: dict[str, np.ndarray] = {}
+    positions = sid_off  # position offsets per row (same for every target column once checked)
+    for name in TARGET_COLUMNS[1:]:
+        values, rows, inner = _flat(t.column(name))
+        steps = np.diff(rows)
+        if not np.array_equal(steps, lengths):
+            row = int(np.argmax(steps != lengths))
+            raise DataError(f"{recs.where(row)}: field {name} has {steps[row]} positions but the target has {lengths[row]} tokens")
+        widths = np.diff(inner)
+        if len(widths):
+            k = int(widths[0]) if k is None else k
+            odd = widths != k
+            if odd.any():
+                row = int(np.searchsorted(positions, int(np.argmax(odd)), side="right") - 1)
+                raise DataError(f"{recs.where(row)}: field {name}: top-k lists of different widths (expected {k})")
+        flat[name] = values
+    if not k:
+        return None
+
+    def row_of_item(i: int) -> int:
+        return int(np.searchsorted(positions, i // k, side="right") - 1)
+
+    ids, probs, keep = flat["topk_ids"], flat["topk_probs"], flat["topk_mask"].astype(bool)
+    bad = keep & ((ids < 0) | (ids >= vocab_size))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(f"{recs.where(row_of_item(i))}: field topk_ids: id {int(ids[i])} is outside the student's vocabulary (0..{vocab_size - 1})")
+    bad = ~np.isfinite(probs) | (probs < 0) | (probs > 1 + 1e-6)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(f"{recs.where(row_of_item(i))}: field topk_probs: {float(probs[i])!r} is not a probability")
+    empty = np.where(keep, probs, 0.0).reshape(-1, k).sum(1) <= 0
+    if empty.any():
+        pos = int(np.argmax(empty))
+        row = int(np.searchsorted(positions, pos, side="right") - 1)
+        raise DataError(f"{recs.where(row)}: field topk_probs: token {pos - int(positions[row])} has no teacher mass (all entries masked or zero)")
+    return k
+
+
+# --- micro-batch tensors -----------------------------------------------------------------------
+
+
+@dataclass
+class Batch:
+    """Tensors of one micro-batch. Target rows [B, T]: one per target token plus EOS."""
+
+    format: str
+    input_ids: Any  # seq2seq: encoder ids [B, S]; causal: prompt + target [B, L]
+    attention_mask: Any
+    labels: Any  # [B, T] target ids (EOS included), IGNORE on padding
+    decoder_input_ids: Any = None  # seq2seq only
+    position_ids: Any = None  # causal only (left-padded prompts)
+    prompt_width: int = 0  # causal: first column of the targets in input_ids
+    topk_ids: Any = None  # [B, T, K] teacher ids (IGNORE = padding) or None: sample matching
+    topk_probs: Any = None  # [B, T, K]
+    examples: int = 0
+    tokens: int = 0  # target tokens (EOS included)
+
+
+class Collator:
+    """Tokenizes and pads one micro-batch; the teacher's top-k go where the aligned targets are."""
+
+    def __init__(self, tokenizer, *, seq2seq: bool, prompt_separator: str = "\n", max_source_tokens: int | None = None):
+        self.tok = tokenizer
+        self.seq2seq = seq2seq
+        self.sep = prompt_separator
+        self.max_source = max_source_tokens
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.eos = tokenizer.eos_token_id
+        if self.eos is None:
+            raise UsageError("the student's tokenizer has no EOS token; the targets end with one")
+
+    def target_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        return self.tok(list(texts), add_special_tokens=False)["input_ids"]
+
+    def source_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        if self.seq2seq:
+            ids = self.tok(list(texts), add_special_tokens=True)["input_ids"]  # T5 appends </s>, as the authors' tokenizer call did
+        else:
+            ids = self.tok([t + self.sep for t in texts], add_special_tokens=True)["input_ids"]
+        if self.max_source:
+            ids = [x[-self.max_source :] for x in ids]
+        return ids
+
+    def __call__(self, recs: FormatRecords, indices: Sequence[int], distribution: bool) -> Batch:
+        import torch
+
+        rows = recs.table.take(np.asarray(indices, dtype=np.int64))
+        sources = self.source_ids(rows.column("encoder_input").to_pylist())
+        targets = [t + [self.eos] for t in self.target_ids(rows.column("decoder_target").to_pylist())]
+        b, width = len(targets), max(len(t) for t in targets)
+        labels = torch.full((b, width), IGNORE, dtype=torch.long)
+        for i, t in enumerate(targets):
+            labels[i, : len(t)] = torch.tensor(t)
+        batch = Batch(recs.format, None, None, labels, examples=b, tokens=sum(len(t) for t in targets))
+        if self.seq2seq:
+            s = max(len(x) for x in sources)
+            batch.input_ids = torch.full((b, s), self.pad, dtype=torch.long)
+            batch.attention_mask = torch.zeros((b, s), dtype=torch.long)
+            for i, x in enumerate(sources):
+                batch.input_ids[i, : len(x)] = torch.tensor(x)
+                batch.attention_mask[i, : len(x)] = 1
+            start = torch.full((b, 1), self.pad, dtype=torch.long)  # T5's decoder_start_token_id is pad (0)
+            batch.decoder_input_ids = torch.cat([start, labels[:, :-1].clamp(min=0)], 1).masked_fill(
+                torch.cat([torch.zeros((b, 1), dtype=torch.bool), labels[:, :-1] == IGNORE], 1), self.pad)
+        else:
+            p = max(len(x) for x in sources)  # prompts left-padded so every target starts at column p
+            total = p + width - 1  # the last target token is never an input
+            batch.input_ids = torch.full((b, total), self.pad, dtype=torch.long)
+            batch.attention_mask = torch.zeros((b, total), dtype=torch.long)
+            for i, (x, t) in enumerate(zip(sources, targets)):
+                seq = x + t[:-1]
+                batch.input_ids[i, p - len(x) : p - len(x) + len(seq)] = torch.tensor(seq)
+                batch.attention_mask[i, p - len(x) : p - len(x) + len(seq)] = 1
+            batch.position_ids = (batch.attention_mask.cumsum(1) - 1).clamp(min=0)
+            batch.prompt_width = p
+        if distribution and recs.format in COT_FORMATS:
+            batch.topk_ids, batch.topk_probs = self._teacher(rows, targets, width)
+        return batch
+
+    def _teacher(self, rows, targets, width):
+        """[B, T, K] ids/probs: the aligned top-k on target tokens, one-hot EOS after them (as the
+        authors' dense target), padding elsewhere."""
+        import torch
+
+        ids, _, inner = _flat(rows.column("topk_ids"))
+        probs, _, _ = _flat(rows.column("topk_probs"))
+        mask, _, _ = _flat(rows.column("topk_mask"))
+        k = int(inner[1] - inner[0]) if len(inner) > 1 else 1
+        ids = torch.from_numpy(ids.astype(np.int64)).view(-1, k)
+        probs = torch.from_numpy(probs.astype(np.float32)).view(-1, k)
+        keep = torch.from_numpy(mask.astype(bool)).view(-1, k)
+        ids = ids.masked_fill(~keep, IGNORE)
+        b = len(targets)
+        out_ids = torch.full((b, width, k), IGNORE, dtype=torch.long)
+        out_probs = torch.zeros((b, width, k), dtype=torch.float32)
+        pos = 0
+        for i, t in enumerate(targets):
+            n = len(t) - 1
+            out_ids[i, :n], out_probs[i, :n] = ids[pos : pos + n], probs[pos : pos + n]
+            out_ids[i, n, 0], out_probs[i, n, 0] = self.eos, 1.0
+            pos += n
+        return out_ids, out_probs

@@ -1,0 +1,75 @@
+"""The training objective of one micro-batch, computed inside the module accelerate wraps.
+
+Sample matching and distribution matching go through the same kernel (`kernels.sparse_topk_kl`,
+Triton on CUDA, the PyTorch reference on CPU): sample matching is the one-hot case, where the
+`corrected` KL is exactly the token cross-entropy -log q(y). Distribution matching puts the aligned
+teacher top-k on the CoT target tokens and a one-hot EOS after them, as the authors' dense target
+did; answer-only micro-batches always use cross-entropy (their rule).
+
+The loss is computed in `forward` (not after it) so that DDP, FSDP and ZeRO see every parameter
+use, the lm-head included, inside the wrapped call; with `head="fused"` the [B, T, V] logits are
+never built (the fused linear + KL kernel chunks them).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from kernels.functional import sparse_topk_kl
+from kernels.fused_linear_sparse_kl import fused_linear_sparse_topk_kl
+
+from harness.train.data import IGNORE
+
+
+def one_hot_targets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return labels.unsqueeze(-1), torch.ones(labels.shape + (1,), dtype=torch.float32, device=labels.device)
+
+
+class DistillationObjective(torch.nn.Module):
+    """Wraps the student; `forward(**batch tensors)` returns (loss summed over target rows, rows)."""
+
+    def __init__(self, student: torch.nn.Module, *, seq2seq: bool, variant: str, fused: bool):
+        super().__init__()
+        self.student = student
+        self.seq2seq = seq2seq
+        self.variant = variant
+        self.fused = fused
+
+    def _rows(self, input_ids, attention_mask, decoder_input_ids, position_ids, prompt_width, width):
+        """[B, T, V] logits, or [B, T, H] hidden states plus the head weight (fused)."""
+        m = self.student
+        if self.seq2seq:
+            if not self.fused:
+                out = m(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids, use_cache=False)
+                return out.logits, None
+            enc = m.get_encoder()(input_ids=input_ids, attention_mask=attention_mask)
+            dec = m.get_decoder()(input_ids=decoder_input_ids, encoder_hidden_states=enc.last_hidden_state,
+                                  encoder_attention_mask=attention_mask, use_cache=False)
+            rows = dec.last_hidden_state
+            if getattr(m.config, "scale_decoder_outputs", getattr(m.config, "tie_word_embeddings", False)):
+                rows = rows * (m.config.d_model ** -0.5)  # T5 with tied embeddings rescales before its head
+            return rows, m.get_output_embeddings().weight
+        cols = slice(prompt_width - 1, prompt_width - 1 + width)
+        if not self.fused:
+            out = m(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+            return out.logits[:, cols], None
+        out = m.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+        return out.last_hidden_state[:, cols], m.get_output_embeddings().weight
+
+    def forward(self, input_ids, attention_mask, labels, decoder_input_ids=None, position_ids=None, prompt_width=0,
+                topk_ids=None, topk_probs=None):
+        rows, head = self._rows(input_ids, attention_mask, decoder_input_ids, position_ids, prompt_width, labels.shape[1])
+        mask = labels != IGNORE
+        if topk_ids is None:
+            ids, probs = one_hot_targets(labels.clamp(min=0))
+            variant = "corrected"  # one-hot: exactly cross-entropy
+        else:
+            ids, probs, variant = topk_ids, topk_probs, self.variant
+        kw = dict(ignore_index=IGNORE, reduction="sum", variant=variant)
+        if head is None:
+            loss = sparse_topk_kl(rows.reshape(-1, rows.shape[-1]), ids.reshape(-1, ids.shape[-1]),
+                                  probs.reshape(-1, probs.shape[-1]), mask.reshape(-1), **kw)
+        else:
+            loss = fused_linear_sparse_topk_kl(rows.reshape(-1, rows.shape[-1]), head, ids.reshape(-1, ids.shape[-1]),
+                                               probs.reshape(-1, probs.shape[-1]), mask.reshape(-1), **kw)
+        return loss, mask.sum()

@@ -1,0 +1,73 @@
+"""The student: load a seq2seq (T5, Flan-T5) or decoder-only model through one code path, and run
+it up to the target rows, either as logits or, for the fused kernel, as the last hidden states.
+
+Both kinds give rows aligned with `Batch.labels` [B, T]: a seq2seq decoder emits them directly; a
+causal model's targets start at column `prompt_width` of its left-padded input, so the rows that
+predict them are columns prompt_width-1 … prompt_width+T-2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UsageError
+
+# Heads that are a plain Linear over the last hidden state (no soft-capping or logit scaling), so
+# the fused linear + KL kernel computes exactly what the model's own head would.
+PLAIN_HEADS = {"t5", "mt5", "umt5", "llama", "qwen2", "qwen3", "mistral", "phi3", "olmo2", "smollm3"}
+
+
+@dataclass
+class Student:
+    model: Any
+    tokenizer: Any
+    seq2seq: bool
+    path: str
+    pipeline_check: bool
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.model.get_output_embeddings().weight.shape[0])
+
+    def fused_ok(self) -> bool:
+        head = self.model.get_output_embeddings()
+        return getattr(self.model.config, "model_type", "") in PLAIN_HEADS and getattr(head, "bias", None) is None
+
+
+def resolve(model: str, seed: int = 0) -> tuple[str, bool]:
+    """(path or hub id, is a pipeline-check model). `tiny` builds the local random T5 once."""
+    from harness.model_marker import read_marker
+    from harness.tiny_t5 import build_tiny_t5
+
+    if model == "tiny":
+        return str(build_tiny_t5()), True
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        marker = read_marker(folder)
+        return str(folder), bool(marker and marker.get("pipeline_check", True))
+    if model.startswith((".", "/", "~")):
+        raise UsageError(f"model: no such folder {model}")
+    return model, False
+
+
+def load_student(model: str, model_type: str = "auto", dropout: bool = False, seed: int = 0) -> Student:
+    """Load weights and the fast tokenizer. Hub ids download (or read the HF cache); offline,
+    a missing id is one clear error."""
+    import transformers
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    path, pipeline_check = resolve(model, seed)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"model: cannot load {model!r} ({str(e).splitlines()[0]})") from e
+    seq2seq = bool(getattr(config, "is_encoder_decoder", False)) if model_type == "auto" else model_type == "seq2seq"
+    cls = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
+    transformers.set_seed(seed)
+    net = cls.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    # The authors never called train(): HF returns models in eval mode, so their dropout was off.
+    net.train(dropout)
+    return Student(net, tokenizer, seq2seq, path, pipeline_check)

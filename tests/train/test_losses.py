@@ -1,0 +1,131 @@
+"""The objective against the authors' dense formula, cross-entropy, the answer-only rule, the fused
+head and the causal path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from harness.train.data import IGNORE, Collator, load_formats
+from harness.train.losses import DistillationObjective
+from kernels.reference import authors_dense_kl
+
+
+@pytest.fixture(scope="module")
+def t5(tiny_t5):
+    from transformers import AutoModelForSeq2SeqLM
+
+    torch.manual_seed(0)
+    return AutoModelForSeq2SeqLM.from_pretrained(tiny_t5).eval()
+
+
+def _batch(formats_dir, tokenizer, fmt, distribution, seq2seq=True, n=4):
+    records = load_formats(formats_dir, [fmt])[fmt]
+    return Collator(tokenizer, seq2seq=seq2seq)(records, list(range(n)), distribution)
+
+
+def _tensors(batch):
+    names = ("input_ids", "attention_mask", "labels", "decoder_input_ids", "position_ids", "topk_ids", "topk_probs")
+    out = {k: getattr(batch, k) for k in names if getattr(batch, k) is not None}
+    out["prompt_width"] = batch.prompt_width
+    return out
+
+
+def _dense_target(batch, vocab, eos):
+    """The authors' [B, T, V] target: pad one-hot, per_step_probs at the ids, EOS one-hot after the CoT."""
+    b, t, _ = batch.topk_ids.shape
+    target = torch.zeros(b, t, vocab)
+    target[..., 0] = 1.0  # one-hot on pad everywhere first
+    for i in range(b):
+        n = int((batch.labels[i] != IGNORE).sum()) - 1
+        for j in range(n):
+            target[i, j, 0] = 0.0
+            for k in range(batch.topk_ids.shape[-1]):
+                idx = int(batch.topk_ids[i, j, k])
+                if idx != IGNORE:
+                    target[i, j, idx] += float(batch.topk_probs[i, j, k])
+        target[i, n, 0], target[i, n, eos] = 0.0, 1.0
+    return target
+
+
+def test_faithful_distribution_loss_equals_the_authors_dense_formula(formats_dir, t5_tokenizer, t5):
+    batch = _batch(formats_dir, t5_tokenizer, "in_context_cot", distribution=True)
+    obj = DistillationObjective(t5, seq2seq=True, variant="faithful", fused=False)
+    loss_sum, rows = obj(**_tensors(batch))
+    logits = t5(input_ids=batch.input_ids, attention_mask=batch.attention_mask, decoder_input_ids=batch.decoder_input_ids).logits
+    mask = batch.labels != IGNORE
+    dense = authors_dense_kl(logits.reshape(-1, logits.shape[-1]), _dense_target(batch, logits.shape[-1], 1).reshape(-1, logits.shape[-1]), mask.reshape(-1))
+    assert int(rows) == int(mask.sum())
+    torch.testing.assert_close(loss_sum / rows, dense, rtol=1e-5, atol=1e-6)
+
+
+def test_sample_matching_is_token_cross_entropy(formats_dir, t5_tokenizer, t5):
+    batch = _batch(formats_dir, t5_tokenizer, "zero_shot_cot", distribution=False)
+    assert batch.topk_ids is None
+    loss_sum, rows = DistillationObjective(t5, seq2seq=True, variant="faithful", fused=False)(**_tensors(batch))
+    logits = t5(input_ids=batch.input_ids, attention_mask=batch.attention_mask, decoder_input_ids=batch.decoder_input_ids).logits
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.labels.reshape(-1), ignore_index=IGNORE)
+    torch.testing.assert_close(loss_sum / rows, ce, rtol=1e-5, atol=1e-6)
+
+
+def test_answer_only_records_use_cross_entropy_under_distribution_matching(formats_dir, t5_tokenizer):
+    for fmt in ("zero_shot_answer_only", "in_context_answer_only"):
+        batch = _batch(formats_dir, t5_tokenizer, fmt, distribution=True)
+        assert batch.topk_ids is None and batch.topk_probs is None
+    cot = _batch(formats_dir, t5_tokenizer, "zero_shot_cot", distribution=True)
+    # EOS row: one-hot on </s>; target rows carry the aligned top-k with the target token first
+    n = int((cot.labels[0] != IGNORE).sum()) - 1
+    assert cot.topk_ids[0, n, 0] == 1 and cot.topk_probs[0, n, 0] == 1.0 and (cot.topk_ids[0, n, 1:] == IGNORE).all()
+    assert torch.equal(cot.topk_ids[0, :n, 0], cot.labels[0, :n])
+
+
+def test_seq2seq_decoder_inputs_are_the_shifted_labels(formats_dir, t5_tokenizer):
+    batch = _batch(formats_dir, t5_tokenizer, "zero_shot_cot", distribution=False)
+    for i in range(batch.labels.shape[0]):
+        n = int((batch.labels[i] != IGNORE).sum())
+        assert batch.decoder_input_ids[i, 0] == 0
+        assert torch.equal(batch.decoder_input_ids[i, 1:n], batch.labels[i, : n - 1])
+        # beyond the target (masked rows): the shifted EOS, then pad, as HF's _shift_right gives
+        assert (batch.decoder_input_ids[i, n + 1 :] == 0).all()
+        assert batch.labels[i, n - 1] == 1  # EOS ends every target
+
+
+@pytest.mark.parametrize("variant", ["faithful", "corrected"])
+def test_fused_head_matches_the_logits_path(formats_dir, t5_tokenizer, tiny_t5, variant):
+    from transformers import AutoModelForSeq2SeqLM
+
+    batch = _batch(formats_dir, t5_tokenizer, "zero_shot_cot", distribution=True)
+    results = []
+    for fused in (False, True):
+        torch.manual_seed(0)
+        model = AutoModelForSeq2SeqLM.from_pretrained(tiny_t5).eval()
+        loss, _ = DistillationObjective(model, seq2seq=True, variant=variant, fused=fused)(**_tensors(batch))
+        loss.backward()
+        results.append((loss.detach(), model.lm_head.weight.grad.clone(), model.shared.weight.grad.clone()))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_causal_student_scores_only_the_target_tokens(formats_dir, t5_tokenizer):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=32128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, pad_token_id=0, eos_token_id=1)).eval()
+    records = load_formats(formats_dir, ["in_context_cot"])["in_context_cot"]
+    collate = Collator(t5_tokenizer, seq2seq=False, prompt_separator="\n")
+    batch = collate(records, [0, 1, 2], distribution=False)  # prompts of different lengths: left padding
+    for fused in (False, True):
+        loss_sum, rows = DistillationObjective(model, seq2seq=False, variant="corrected", fused=fused)(**_tensors(batch))
+        # reference: each example alone, no padding, cross-entropy on its target tokens (+ EOS) only
+        total, count = 0.0, 0
+        for i in range(3):
+            src = collate.source_ids([records.table.column("encoder_input")[i].as_py()])[0]
+            tgt = collate.target_ids([records.table.column("decoder_target")[i].as_py()])[0] + [1]
+            ids = torch.tensor([src + tgt])
+            logits = model(input_ids=ids).logits[0, len(src) - 1 : len(src) + len(tgt) - 1]
+            total += F.cross_entropy(logits, torch.tensor(tgt), reduction="sum")
+            count += len(tgt)
+        assert int(rows) == count
+        torch.testing.assert_close(loss_sum, total, rtol=1e-4, atol=1e-4)

@@ -1,0 +1,90 @@
+"""The training loop on CPU: exact resume, checkpoint cadence in examples, overfitting, refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.errors import ResumeError
+from harness.train import checkpoints as ck
+from harness.train.trainer import train
+
+from train_testutil import tiny_config, write_formats
+
+
+def _metrics(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_resume_continues_the_identical_loss_trajectory(formats_dir, tmp_path):
+    # corrected: dropout on, so the restored RNG state matters too
+    straight = train(tiny_config(formats_dir, tmp_path / "a", max_steps=20, checkpoint_every_examples=30), progress=False)
+    first = train(tiny_config(formats_dir, tmp_path / "b", max_steps=10, checkpoint_every_examples=30), progress=False)
+    second = train(tiny_config(formats_dir, tmp_path / "b", max_steps=20, checkpoint_every_examples=30), resume=True, progress=False)
+    assert len(straight.losses) == 20 and len(first.losses) == 10 and len(second.losses) == 10
+    assert first.losses + second.losses == straight.losses  # bit for bit on CPU
+    assert second.position == straight.position
+    # the metrics log holds each step once, as if the run had never stopped
+    steps = [r["step"] for r in _metrics(tmp_path / "b") if r["kind"] == "train"]
+    assert steps == list(range(1, 21))
+
+
+def test_checkpoints_fall_every_n_training_examples(formats_dir, tmp_path):
+    result = train(tiny_config(formats_dir, tmp_path / "run", max_steps=12, checkpoint_every_examples=25), progress=False)
+    marks = [ck.read_position(p).examples for p in result.checkpoints]
+    rows = [r for r in _metrics(tmp_path / "run") if r["kind"] == "train"]
+    examples = [r["examples"] for r in rows]
+    # each checkpoint is the first step boundary at or past a multiple of 25 examples, plus the end
+    expected = []
+    mark = 25
+    for e in examples:
+        if e >= mark:
+            expected.append(e)
+            while mark <= e:
+                mark += 25
+    if expected[-1] != examples[-1]:
+        expected.append(examples[-1])
+    assert marks == expected
+    assert [p.name for p in ck.list_checkpoints(tmp_path / "run")] == [ck.name_for(e) for e in expected]
+    # only the newest keeps the optimizer state; every one keeps its model for evaluation
+    assert [(p / "state").is_dir() for p in result.checkpoints] == [False] * (len(expected) - 1) + [True]
+    assert all((p / "model" / "config.json").is_file() for p in result.checkpoints)
+    assert not list((tmp_path / "run").glob(".tmp-*"))
+
+
+def test_evaluator_runs_at_each_checkpoint_and_selection_reads_it(formats_dir, tmp_path):
+    from harness.train.selection import select_checkpoints
+
+    seen = []
+
+    def evaluator(model_dir, tasks, limits, batch_size):
+        seen.append((model_dir.parent.name, tuple(tasks), limits[tasks[0]]))
+        k = len(seen)
+        return {"gsm8k_cot_spec_dev": [10, 30, 20][k - 1], "mas_cot_spec_dev": [25, 5, 25][k - 1]}
+
+    cfg = tiny_config(formats_dir, tmp_path / "run", max_steps=9, checkpoint_every_examples=20, evaluate=True,
+                      eval_tasks=["gsm8k_cot_spec_dev", "mas_cot_spec_dev"], eval_limit=3)
+    result = train(cfg, evaluator=evaluator, progress=False)
+    assert [s[0] for s in seen] == [p.name for p in result.checkpoints] and len(seen) == 3
+    assert seen[0][2] == 3
+    chosen = select_checkpoints(tmp_path / "run")["choices"]
+    assert chosen["gsm8k-dev"]["checkpoint"] == result.checkpoints[1].name
+    assert chosen["mas-dev"]["checkpoint"] == result.checkpoints[0].name  # tie at 25: the earlier one
+
+
+def test_a_tiny_t5_overfits_16_examples(tiny_t5, t5_tokenizer, tmp_path):
+    data = write_formats(tmp_path / "formats", t5_tokenizer, {"zero_shot_cot": 16}, seed=3)
+    cfg = tiny_config(data, tmp_path / "run", formats=["zero_shot_cot"], batch_sizes={"zero_shot_cot": 16}, grad_accum=1,
+                      epochs=300, max_steps=150, lr=1e-2, warmup_steps=0, scheduler="constant", dropout=False,
+                      loss="sample", max_grad_norm=None, checkpoint_every_examples=100_000)
+    result = train(cfg, progress=False)
+    assert result.losses[-1] < 0.1 * result.losses[0], (result.losses[0], result.losses[-1])
+
+
+def test_refuses_an_existing_run_without_resume_and_other_settings_with_it(formats_dir, tmp_path):
+    train(tiny_config(formats_dir, tmp_path / "run", max_steps=2), progress=False)
+    with pytest.raises(ResumeError, match="--resume"):
+        train(tiny_config(formats_dir, tmp_path / "run", max_steps=2), progress=False)
+    with pytest.raises(ResumeError, match="lr"):
+        train(tiny_config(formats_dir, tmp_path / "run", max_steps=4, lr=1e-3), resume=True, progress=False)
