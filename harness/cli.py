@@ -102,12 +102,14 @@ def main(argv: list[str] | None = None) -> None:
 from harness.align.cli import app as align_app  # noqa: E402
 from harness.formats.cli import app as formats_app  # noqa: E402
 from harness.teacher.cli import app as teacher_app  # noqa: E402
+from harness.report.cli import app as report_app  # noqa: E402
 from harness.train import cli as train_cli  # noqa: E402
 
 app.add_typer(teacher_app, name="teacher")
 app.add_typer(align_app, name="align")
 app.add_typer(formats_app, name="formats")
 app.add_typer(train_cli.app, name="train")
+app.add_typer(report_app, name="report")
 
 
 def primary_score(summary: dict, task: str) -> float | None:

@@ -1,0 +1,64 @@
+"""A rendered report opened in real headless Chromium: its tables are there and its images decode.
+
+A copy of the page gets one probe script that, on load, writes each image's decoded size into
+the DOM; `--dump-dom` then returns the DOM as the browser built it. Skips when no Chromium is
+installed (CI: `apt-get update && apt-get install -y --no-install-recommends chromium`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+from conftest import results_dict
+
+from harness.report import render_report
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+PROBE = """<script>
+window.addEventListener("load", () => {
+  const out = {tables: document.querySelectorAll("table").length, images: []};
+  for (const img of document.images) out.images.push({w: img.naturalWidth, h: img.naturalHeight, complete: img.complete});
+  const probe = document.createElement("pre");
+  probe.id = "probe";
+  probe.textContent = JSON.stringify(out);
+  document.body.appendChild(probe);
+});
+</script>
+"""
+
+
+def _browser() -> str:
+    for name in BROWSERS:
+        if shutil.which(name):
+            return shutil.which(name)
+    pytest.skip("headless Chromium is not installed; install it with `apt-get install -y chromium` (Debian) to run the browser check")
+
+
+def test_report_renders_in_headless_chromium(tmp_path):
+    browser = _browser()
+    path = tmp_path / "results.json"
+    data = results_dict("table1")
+    data["cells"] += results_dict("table2", with_figures=False)["cells"]
+    path.write_text(json.dumps(data), encoding="utf-8")
+    render_report(path, tmp_path / "out", teacher=False)
+    page = (tmp_path / "out" / "table1.html").read_text(encoding="utf-8")
+    expected_tables = page.count("<table>")
+    probed = tmp_path / "probed.html"
+    probed.write_text(page.replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+               f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", probed.as_uri()]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr[-2000:]
+    dom = done.stdout
+    match = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
+    assert match, f"the probe did not run; DOM starts: {dom[:300]!r}"
+    seen = json.loads(match.group(1).replace("&amp;", "&"))  # a text node: only &, <, > are escaped
+    assert seen["tables"] == expected_tables >= 8
+    assert len(seen["images"]) == 3
+    for image in seen["images"]:
+        assert image["complete"] and image["w"] >= 800 and image["h"] >= 300, image  # 9-10 in wide at 100 dpi
+    assert dom.count("<tr") > 60 and "Teacher row" not in dom  # rendered without the teacher row here
