@@ -61,3 +61,169 @@ def kernel_bench(session: nox.Session) -> None:
     """Kernel microbenchmarks; writes reports/kernels/*.json and a Markdown table."""
     _install(session, gpu=True)
     session.run("python", "-m", "kernels.bench", *session.posargs, env=_env())
+
+
+# --- Reproducing the paper (README, "Reproduce the paper's tables") --------------------------------
+
+
+def _reproduce(session: nox.Session, table: str) -> None:
+    """Thin: `python -m harness reproduce TABLE …` (posargs pass through, e.g. `-- --profile paper`)."""
+    if _rerun_in_container(session, "cuda" if "paper" in session.posargs else "cpu"):
+        return
+    _install(session, gpu="paper" in session.posargs)
+    session.run("python", "-m", "harness", "reproduce", table, *session.posargs, env=_env())
+
+
+@nox.session(name="reproduce-table1", python="3.11", default=False)
+def reproduce_table1(session: nox.Session) -> None:
+    """Table 1 end to end -> reports/table1/<profile>/ (cpu profile without a GPU: a pipeline check)."""
+    _reproduce(session, "table1")
+
+
+@nox.session(name="reproduce-table2", python="3.11", default=False)
+def reproduce_table2(session: nox.Session) -> None:
+    """Table 2 (before/after specialization, Flan-T5 vs T5) -> reports/table2/<profile>/."""
+    _reproduce(session, "table2")
+
+
+@nox.session(name="reproduce-table3", python="3.11", default=False)
+def reproduce_table3(session: nox.Session) -> None:
+    """Table 3 (model selection by GSM8K dev vs M-A-S dev) -> reports/table3/<profile>/."""
+    _reproduce(session, "table3")
+
+
+@nox.session(python="3.11", default=False)
+def figures(session: nox.Session) -> None:
+    """Figs. 2-3 (scaling before/after; dynamics, distribution vs sample matching) -> reports/figures/<profile>/."""
+    _reproduce(session, "figures")
+
+
+@nox.session(python="3.11", default=False)
+def report(session: nox.Session) -> None:
+    """Re-render every report from the results files already under runs/reproduce/ (no training, no eval)."""
+    import glob
+
+    _install(session)
+    found = sorted(glob.glob("runs/reproduce/*/*.results.json"))
+    if not found:
+        session.skip("no results under runs/reproduce/ yet: run nox -s reproduce-table1 first")
+    for results in found:
+        session.run("python", "-m", "harness", "report", "render", results, *session.posargs, env=_env())
+
+
+# --- Containers, locks and the kernel-speed gate (README, "Containers and GPU CI") -------------------
+
+CUDA_LOCK = "containers/requirements-cuda.lock"
+BOOTSTRAP_LOCK = "containers/requirements-bootstrap.lock"
+KERNEL_BASELINE = "reports/kernels/baseline.json"
+KERNEL_LATEST = "reports/kernels/sparse_kl_latest.json"
+
+
+def _script(name: str):
+    """A module from scripts/ (they are plain files, not a package)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"spec_scripts_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _lock_entries(text: str) -> dict[str, str]:
+    """{package name: its whole entry (pin, hashes, via-comments)} of a `uv pip compile` output."""
+    entries: dict[str, str] = {}
+    name = None
+    for line in text.splitlines(keepends=True):
+        if line[:1].isalnum():
+            name = line.split("==")[0].strip().lower()
+            entries[name] = line
+        elif name and line.startswith(" "):
+            entries[name] += line
+    return entries
+
+
+def _rerun_in_container(session: nox.Session, profile: str = "cuda") -> bool:
+    """`nox -s NAME -- --container …`: run this same session inside the pinned image instead; True if it did."""
+    if "--container" not in session.posargs:
+        return False
+    import sys
+
+    rest = [a for a in session.posargs if a != "--container"]
+    inner = ["nox", "--no-venv", "--no-install", "-s", session.name, *(["--", *rest] if rest else [])]
+    session.run(sys.executable, "scripts/containers.py", "run", profile, "--", *inner, external=True)
+    return True
+
+
+@nox.session(venv_backend="none", default=False)
+def lock(session: nox.Session) -> None:
+    """Regenerate the hash-pinned locks (existing pins kept; `-- --upgrade-package NAME` to move one).
+
+    CPU:  uv pip compile pyproject.toml --extra dev --python-version 3.11 --python-platform x86_64-manylinux_2_28
+          --generate-hashes --find-links <pip's find-links: the local torch +cpu wheel> -o containers/requirements-cpu.lock
+    CUDA: the same without --find-links (PyPI's torch 2.13.0 is the CUDA 13.0 build), preferring the CPU lock's pins,
+          so the two differ only in torch, triton and the CUDA libraries -o containers/requirements-cuda.lock
+    Bootstrap: containers/bootstrap.in (uv, for the images) -o containers/requirements-bootstrap.lock
+    """
+    from pathlib import Path
+
+    common = ["uv", "pip", "compile", "--python-version", "3.11", "--python-platform", "x86_64-manylinux_2_28",
+              "--generate-hashes", "--custom-compile-command", "nox -s lock", "--quiet", *session.posargs]
+    session.run(*common, "pyproject.toml", "--extra", "dev", *_find_links(), "-o", LOCK, external=True)
+    # Preferences for the CUDA lock: the CPU lock's entries, then the CUDA-only ones it already has.
+    cpu = _lock_entries(Path(LOCK).read_text())
+    cuda_path = Path(CUDA_LOCK)
+    cuda = _lock_entries(cuda_path.read_text()) if cuda_path.exists() else {}
+    header = "# This file was autogenerated by uv via the following command:\n#    nox -s lock\n"
+    cuda_path.write_text(header + "".join(cpu.values()) + "".join(v for k, v in cuda.items() if k not in cpu))
+    session.run(*common, "pyproject.toml", "--extra", "dev", "-o", CUDA_LOCK, external=True)
+    session.run(*common, "containers/bootstrap.in", "-o", BOOTSTRAP_LOCK, external=True)
+
+
+@nox.session(name="container-build", venv_backend="none", default=False)
+def container_build(session: nox.Session) -> None:
+    """Build spec-harness:cpu and spec-harness:cuda (-- cpu|cuda|all, --base auto|public|local, --rebuild-base).
+
+    Each from the public base pinned by digest in its Dockerfile; where that cannot be pulled, the CPU image
+    is built on a Debian bookworm made here (debootstrap + docker import) and the CUDA image is skipped, with
+    the reason. Skips the whole session, with the reason, where no Docker daemon answers.
+    """
+    containers = _script("containers")
+    problem = containers.docker_problem()
+    if problem:
+        session.skip(f"no image can be built on this machine: {problem}")
+    code = containers.main(["build", *(session.posargs or ["all"])])
+    if code == containers.EXIT_CANNOT:
+        session.skip("no image could be built on this machine (the reasons are above)")
+    if code != containers.EXIT_OK:
+        session.error("the image build failed (see above)")
+
+
+@nox.session(name="kernel-compare", python="3.11", default=False, tags=["gpu"])
+def kernel_compare(session: nox.Session) -> None:
+    """Fail on a > 10% slowdown of any tracked kernel shape vs reports/kernels/baseline.json (after kernel-bench)."""
+    if _rerun_in_container(session):
+        return
+    _install(session, gpu=True)
+    session.run("python", "-m", "kernels.bench", "--compare", KERNEL_BASELINE, "--current", KERNEL_LATEST,
+                "--max-slowdown", "0.10", *session.posargs, env=_env())
+
+
+@nox.session(name="kernel-baseline", python="3.11", default=False, tags=["gpu"])
+def kernel_baseline(session: nox.Session) -> None:
+    """The only way the baseline changes: benchmark now (or take -- RESULT.json) and make it reports/kernels/baseline.json."""
+    if _rerun_in_container(session):
+        return
+    _install(session, gpu=True)
+    if session.posargs:
+        result = session.posargs[0]
+    else:
+        gpu = session.run("python", "-c", "import torch; print(torch.cuda.is_available())", silent=True, env=_env())
+        if "True" not in str(gpu):
+            session.error("kernel-baseline benchmarks on a CUDA GPU and none is visible; run it on the GPU machine")
+        session.run("python", "-m", "kernels.bench", env=_env())
+        result = KERNEL_LATEST
+    session.run("python", "-m", "kernels.bench_compare", "--promote", result, "--baseline", KERNEL_BASELINE, env=_env())

@@ -140,6 +140,45 @@ def evaluate_for_training(model_dir: Path, tasks: list, limits: dict, batch_size
 train_cli.set_evaluator(evaluate_for_training)
 
 
+@app.command("reproduce")
+def reproduce_command(
+    table: str = typer.Argument(..., help="table1 | table2 | table3 | figures"),
+    profile: str = typer.Option("auto", help="auto (cpu without a GPU, else paper) | cpu | paper"),
+    work: Path = typer.Option(Path("runs/reproduce"), help="working folder (resumable); PROFILE/ is added"),
+    reports: Path = typer.Option(Path("reports"), help="reports go to REPORTS/<table>/<profile>/"),
+    authors_formats: Optional[Path] = typer.Option(None, help="paper profile: the authors' released format pickles (folder)"),
+    teacher_config: Optional[Path] = typer.Option(None, help="paper profile: a teacher job config (configs/teacher/) instead"),
+    checkpoint: list[str] = typer.Option([], help="ROW=PATH: evaluate this specialized model for ROW instead of training (repeatable)"),
+    data_dir: Optional[Path] = typer.Option(None, help="data directory (default $SPEC_DATA_DIR)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the steps (done ones marked) and stop"),
+) -> None:
+    """Rerun one of the paper's tables end to end and write its comparison report."""
+    from harness.config import data_dir as resolve_data_dir
+    from harness.errors import UsageError
+    from harness.reproduce import Reproduction, pick_profile, profile as make_profile
+
+    name = pick_profile(profile)
+    given = {}
+    for item in checkpoint:
+        row, sep, path = item.partition("=")
+        if not sep:
+            raise UsageError(f"--checkpoint: expected ROW=PATH, got {item!r}")
+        given[row.strip()] = Path(path)
+    prof = make_profile(name)
+    for row in given:
+        if row not in prof.sizes:
+            raise UsageError(f"--checkpoint: unknown row {row!r}; rows: {', '.join(prof.sizes)}")
+    job = Reproduction(table, prof, work / name, reports, resolve_data_dir(data_dir), authors_formats=authors_formats,
+                       teacher_config=teacher_config, checkpoints=given, dry_run=dry_run)
+    written = job.run()
+    if dry_run:
+        for line in job.planned:
+            typer.echo(line)
+        return
+    for path in written:
+        typer.echo(f"reproduce: wrote {path}")
+
+
 @data_app.command("download")
 def data_download(
     data_dir: Optional[Path] = typer.Option(None, help="Target folder (default: $SPEC_DATA_DIR or the cache)."),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -64,6 +65,8 @@ def run_manifest(data_root: Path | None = None, prefixes: tuple[str, ...] = (), 
         "packages": package_versions(),
         "device": device_description(),
     }
+    if os.environ.get("SPEC_CONTAINER_IMAGE"):  # set by `scripts/containers.py run`: the image's digest
+        record["container_image"] = os.environ["SPEC_CONTAINER_IMAGE"]
     if data_root is not None:
         record["data_dir"] = str(data_root)
         record["data_sha256"] = data_checksums(data_root, prefixes)
