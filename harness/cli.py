@@ -147,7 +147,7 @@ def reproduce_command(
     work: Path = typer.Option(Path("runs/reproduce"), help="working folder (resumable); PROFILE/ is added"),
     reports: Path = typer.Option(Path("reports"), help="reports go to REPORTS/<table>/<profile>/"),
     authors_formats: Optional[Path] = typer.Option(None, help="paper profile: the authors' released format pickles (folder)"),
-    teacher_config: Optional[Path] = typer.Option(None, help="paper profile: a teacher job config (configs/teacher/) instead"),
+    teacher_config: Optional[Path] = typer.Option(None, help="paper profile: a teacher job config (README, section Teacher data) instead"),
     checkpoint: list[str] = typer.Option([], help="ROW=PATH: evaluate this specialized model for ROW instead of training (repeatable)"),
     data_dir: Optional[Path] = typer.Option(None, help="data directory (default $SPEC_DATA_DIR)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the steps (done ones marked) and stop"),

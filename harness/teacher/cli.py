@@ -14,7 +14,7 @@ app = typer.Typer(no_args_is_help=True, help="Teacher data: sample or score CoT 
 
 @app.command("sample")
 def sample(
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML/JSON job config (sections teacher, sampling; see configs/teacher/)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML/JSON job config (sections teacher, sampling; example in README, section Teacher data)."),
     output: Optional[Path] = typer.Option(None, help="The store folder (overrides the config's `output`)."),
     teacher: Optional[str] = typer.Option(None, help="default | hf | openai (overrides teacher.kind)."),
     model: Optional[str] = typer.Option(None, help="Teacher model: hub id or folder (hf), served name (openai)."),
