@@ -88,3 +88,26 @@ def test_refuses_an_existing_run_without_resume_and_other_settings_with_it(forma
         train(tiny_config(formats_dir, tmp_path / "run", max_steps=2), progress=False)
     with pytest.raises(ResumeError, match="lr"):
         train(tiny_config(formats_dir, tmp_path / "run", max_steps=4, lr=1e-3), resume=True, progress=False)
+
+
+@pytest.mark.parametrize("preset,training_mode", [("faithful", False), ("corrected", True)])
+def test_dropout_switch(formats_dir, tmp_path, preset, training_mode, monkeypatch):
+    """faithful leaves the model in eval mode (dropout off, as the authors' never-called train());
+    corrected trains with dropout on."""
+    from harness.train import student as student_module
+    from harness.train.config import load_config
+
+    seen = []
+    real = student_module.load_student
+
+    def spy(*args, **kwargs):
+        s = real(*args, **kwargs)
+        seen.append(s.model.training)
+        return s
+
+    monkeypatch.setattr("harness.train.student.load_student", spy)
+    base = tiny_config(formats_dir, tmp_path / "run", max_steps=1)
+    cfg = load_config(preset, {k: v for k, v in base.to_dict().items() if k not in ("dropout", "variant", "normalization", "schedule_length",
+                                                                                     "max_grad_norm", "warmup_steps", "epochs")})
+    train(cfg, progress=False)
+    assert seen == [training_mode]
