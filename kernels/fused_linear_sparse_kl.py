@@ -1,10 +1,13 @@
 """Fused linear + sparse top-K KL: the [N, V] logits never exist in full (Liger FLCE style).
 
-Rows are processed in chunks: logits_c = h_c W^T (+ b) -> forward kernel (loss, lse, weights) ->
-backward kernel writes d loss / d logits_c in place into logits_c -> grad_h_c = g_c W and
-grad_W += g_c^T h_c (fp32 accumulator). The gradient is computed during the forward; the autograd
-backward only multiplies the stored gradients by grad_output. Peak extra memory is one chunk of
-logits plus grad_h [N, d] and an fp32 grad_W [V, d].
+Rows are processed in chunks: logits_c = h_c W^T (+ b) into one reused chunk buffer -> one kernel
+launch computes the loss and writes d loss / d logits_c in place over that buffer -> grad_h_c =
+g_c W (written straight into grad_h) and grad_W += g_c^T h_c (an fp32-output addmm into the
+accumulator on CUDA: no [V, d] temporary per chunk). Only the gradients autograd asks for are
+computed (frozen head: no grad_W; `no_grad`: loss only). The autograd backward only multiplies
+the stored gradients by grad_output, on the device, and skips that when it is 1.
+Peak extra memory: one chunk of logits, grad_h [N, d], the grad_W accumulator [V, d] (fp32 unless
+accum_dtype=None) and its cast to the weight dtype.
 """
 
 from __future__ import annotations
@@ -13,8 +16,15 @@ import math
 
 import torch
 
-from .functional import use_triton
-from .reference import VARIANTS, check_inputs, check_values, sparse_topk_kl_reference
+from .functional import flatten, pick_row_weight, use_triton
+from .grad_output import apply_grad_output
+from .reference import VARIANTS, check_block_v, check_inputs, check_values, row_scale, sparse_topk_kl_reference, valid_rows
+
+DOUBLE_BACKWARD = (
+    "fused_linear_sparse_topk_kl: double backward (create_graph=True) is not supported: the gradients "
+    "are computed in the forward, so a Hessian-vector product would silently miss this loss. Compute "
+    "the logits explicitly and use sparse_topk_kl(..., backend='reference') for higher-order gradients."
+)
 
 
 def default_chunk_size(n: int, v: int, d: int) -> int:
@@ -23,95 +33,136 @@ def default_chunk_size(n: int, v: int, d: int) -> int:
     return max(1, min(n, 1 << max(0, math.ceil(math.log2(max(1, math.ceil(n / inc)))))))
 
 
-def _chunk_grad_reference(logits, ids, probs, mask, scale, ignore_index, temperature, variant):
-    """Per-chunk (loss sum, d(scale * loss sum)/d logits) through the reference and autograd."""
+_NO_OUT_DTYPE = set()  # devices where addmm(out_dtype=...) turned out to be unavailable
+
+
+def accumulate_mm(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor, first: bool) -> None:
+    """acc = a @ b (first) or acc += a @ b, in place, without an [acc]-sized temporary where possible.
+
+    Same dtype: mm/addmm_ into acc. fp32 acc with bf16/fp16 operands on CUDA: addmm with
+    out_dtype=float32 (cuBLAS accumulates and adds in fp32, writes acc). Elsewhere (CPU) the
+    product is formed in the operand dtype and added (one temporary).
+    """
+    if acc.dtype == a.dtype:
+        if first:
+            torch.mm(a, b, out=acc)
+        else:
+            acc.addmm_(a, b)
+        return
+    if acc.is_cuda and acc.device not in _NO_OUT_DTYPE:
+        try:
+            torch.addmm(acc, a, b, out_dtype=acc.dtype, beta=0 if first else 1, out=acc)
+            return
+        except (RuntimeError, TypeError, NotImplementedError):
+            _NO_OUT_DTYPE.add(acc.device)
+    prod = a @ b
+    if first:
+        acc.copy_(prod)
+    else:
+        acc.add_(prod)
+
+
+def _chunk_grad_reference(logits, ids, probs, scale, ignore_index, temperature, variant, want_grad):
+    """Per-chunk (sum_i scale_i KL_i, its gradient wrt logits or None) through the reference and
+    autograd; `scale` [rows] already holds validity, row weights and the mean divisor."""
+    kw = dict(weight=scale, ignore_index=ignore_index, temperature=temperature, reduction="sum", variant=variant)
+    if not want_grad:
+        with torch.no_grad():
+            return sparse_topk_kl_reference(logits, ids, probs, **kw), None
     x = logits.detach().requires_grad_(True)
     with torch.enable_grad():
-        loss = sparse_topk_kl_reference(
-            x, ids, probs, mask, ignore_index=ignore_index, temperature=temperature, reduction="sum", variant=variant
-        )
-        (g,) = torch.autograd.grad(loss * scale, x)
+        loss = sparse_topk_kl_reference(x, ids, probs, **kw)
+        (g,) = torch.autograd.grad(loss, x)
     return loss.detach(), g.to(logits.dtype)
 
 
-def _chunk_grad_triton(logits, ids, probs, mask, scale, ignore_index, temperature, variant, block_v):
-    from .sparse_kl import sparse_kl_backward, sparse_kl_forward
-
-    loss, lse, csum, _, coef = sparse_kl_forward(
-        logits, ids, probs, mask, ignore_index=ignore_index, temperature=temperature, variant=variant, block_v=block_v
-    )
-    g = sparse_kl_backward(
-        logits, ids, coef, lse, csum, scale, out=logits, ignore_index=ignore_index, temperature=temperature, block_v=block_v
-    )
-    return loss.sum(), g
-
-
 def fused_linear_sparse_kl_forward(
-    hidden, weight, bias, ids, probs, mask, *, ignore_index, temperature, reduction, variant, chunk_size, triton, block_v=None
+    hidden, weight, bias, ids, probs, mask, row_weight=None, *, ignore_index, temperature, reduction, variant,
+    chunk_size, triton, block_v=None, num_warps=None, needs=(True, True, True), accum_dtype=torch.float32,
 ):
-    """Loss and (grad_hidden, grad_weight, grad_bias) for grad_output = 1."""
+    """Loss and (grad_hidden, grad_weight, grad_bias) for grad_output = 1; a gradient is None when
+    `needs` (hidden, weight, bias) says it is not wanted."""
     n, d = hidden.shape
     v = weight.shape[0]
-    keep = ids != ignore_index
-    valid = torch.where(keep, probs.float(), 0.0).sum(-1) > 0
-    if mask is not None:
-        valid = valid & mask
-    if reduction == "mean":
-        scale = (1.0 / valid.sum().clamp(min=1).float()).reshape(1)
+    dev = hidden.device
+    want_h, want_w, want_b = needs[0], needs[1], bool(needs[2]) and bias is not None
+    want_any = want_h or want_w or want_b
+    if triton:
+        from .sparse_kl import sparse_kl_forward, weight_sum
+
+        denom = weight_sum(ids, probs, mask, row_weight, ignore_index=ignore_index) if reduction == "mean" else None
     else:
-        scale = torch.ones(1, dtype=torch.float32, device=hidden.device)
+        scale = row_scale(valid_rows(ids, probs, mask, ignore_index), row_weight, reduction)
     chunk = chunk_size or default_chunk_size(n, v, d)
-    grad_h = torch.empty_like(hidden)
-    grad_w = torch.zeros(v, d, dtype=torch.float32, device=hidden.device)
-    grad_b = torch.zeros(v, dtype=torch.float32, device=hidden.device) if bias is not None else None
-    total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+    buf = torch.empty(min(chunk, n), v, dtype=hidden.dtype, device=dev)
+    acc_dtype = weight.dtype if accum_dtype is None else accum_dtype
+    grad_h = torch.empty_like(hidden) if want_h else None
+    grad_w = torch.empty(v, d, dtype=acc_dtype, device=dev) if want_w else None
+    grad_b = torch.zeros(v, dtype=torch.float32, device=dev) if want_b else None
+    total = torch.zeros((), dtype=torch.float32, device=dev)
+    wt = weight.t()
     for start in range(0, n, chunk):
         sl = slice(start, min(n, start + chunk))
         h_c = hidden[sl]
-        logits = h_c @ weight.t() if bias is None else torch.addmm(bias, h_c, weight.t())
+        logits = buf[: h_c.shape[0]]
+        if bias is None:
+            torch.mm(h_c, wt, out=logits)
+        else:
+            torch.addmm(bias, h_c, wt, out=logits)
         m_c = None if mask is None else mask[sl]
         if triton:
-            loss_c, g = _chunk_grad_triton(logits, ids[sl], probs[sl], m_c, scale, ignore_index, temperature, variant, block_v)
+            loss_c, *_ = sparse_kl_forward(
+                logits, ids[sl], probs[sl], m_c, None if row_weight is None else row_weight[sl], denom,
+                grad_out=logits if want_any else None, ignore_index=ignore_index, temperature=temperature,
+                variant=variant, block_v=block_v, num_warps=num_warps,
+            )
+            total += loss_c.sum()
+            g = logits
         else:
-            loss_c, g = _chunk_grad_reference(logits, ids[sl], probs[sl], m_c, scale, ignore_index, temperature, variant)
-        total += loss_c
-        grad_h[sl] = g @ weight
-        if grad_w.dtype == g.dtype:
-            grad_w.addmm_(g.t(), h_c)
-        else:
-            grad_w += g.t() @ h_c
-        if grad_b is not None:
+            loss_c, g = _chunk_grad_reference(logits, ids[sl], probs[sl], scale[sl], ignore_index, temperature, variant, want_any)
+            total += loss_c
+        if want_h:
+            torch.mm(g, weight, out=grad_h[sl])
+        if want_w:
+            accumulate_mm(grad_w, g.t(), h_c, first=start == 0)
+        if want_b:
             grad_b += g.sum(0, dtype=torch.float32)
-        del logits, g
-    loss = total * scale.reshape(())
-    grad_b = None if grad_b is None else grad_b.to(bias.dtype)
-    return loss, grad_h, grad_w.to(weight.dtype), grad_b
+    if want_w and n == 0:
+        grad_w.zero_()
+    if grad_w is not None and grad_w.dtype != weight.dtype:
+        grad_w = grad_w.to(weight.dtype)
+    if grad_b is not None:
+        grad_b = grad_b.to(bias.dtype)
+    return total, grad_h, grad_w, grad_b
 
 
 class FusedLinearSparseTopKKLFunction(torch.autograd.Function):
     """Gradients are computed in forward; backward scales them by the (scalar) grad_output.
 
-    Only hidden, weight and bias receive gradients; the teacher ids/probs are constants.
+    Only hidden, weight and bias receive gradients (those that require one); the teacher ids/probs
+    and row weights are constants. Double backward is rejected.
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, ids, probs, mask, ignore_index, temperature, reduction, variant, chunk_size, triton, block_v):
+    def forward(ctx, hidden, weight, bias, ids, probs, mask, row_weight, ignore_index, temperature, reduction, variant,
+                chunk_size, triton, block_v, num_warps, accum_dtype, grad_enabled):
+        needs = tuple(grad_enabled and x for x in ctx.needs_input_grad[:3])  # needs_input_grad ignores no_grad
         loss, gh, gw, gb = fused_linear_sparse_kl_forward(
-            hidden, weight, bias, ids, probs, mask, ignore_index=ignore_index, temperature=temperature,
+            hidden, weight, bias, ids, probs, mask, row_weight, ignore_index=ignore_index, temperature=temperature,
             reduction=reduction, variant=variant, chunk_size=chunk_size, triton=triton, block_v=block_v,
+            num_warps=num_warps, needs=needs, accum_dtype=accum_dtype,
         )
+        ctx.triton, ctx.calls = triton, 0
         ctx.save_for_backward(gh, gw, gb)
         return loss
 
     @staticmethod
     def backward(ctx, grad_out):
-        gh, gw, gb = ctx.saved_tensors
-        if not torch.equal(grad_out, torch.ones_like(grad_out)):  # skip two [.., d] copies when it is 1
-            go = grad_out.float()
-            gh = (gh * go).to(gh.dtype)
-            gw = (gw * go).to(gw.dtype)
-            gb = None if gb is None else (gb * go).to(gb.dtype)
-        return gh, gw, gb, None, None, None, None, None, None, None, None, None, None
+        if torch.is_grad_enabled():
+            raise RuntimeError(DOUBLE_BACKWARD)
+        ctx.calls += 1
+        grads = apply_grad_output(ctx, list(ctx.saved_tensors), grad_out, triton=ctx.triton, name="fused_linear_sparse_topk_kl")
+        return tuple(grads) + (None,) * 14
 
 
 def fused_linear_sparse_topk_kl(
@@ -122,6 +173,7 @@ def fused_linear_sparse_topk_kl(
     mask: torch.Tensor | None = None,
     bias: torch.Tensor | None = None,
     *,
+    row_weight: torch.Tensor | None = None,
     ignore_index: int = -100,
     temperature: float = 1.0,
     reduction: str = "mean",
@@ -130,17 +182,23 @@ def fused_linear_sparse_topk_kl(
     backend: str = "auto",
     validate: bool = True,
     block_v: int | None = None,
+    num_warps: int | None = None,
+    accum_dtype: torch.dtype | None = torch.float32,
 ) -> torch.Tensor:
     """Sparse top-K KL of softmax((hidden @ weight.T + bias) / T), without materialising [N, V].
 
-    hidden [..., d]; weight [V, d]; bias [V] or None; ids/probs [..., K]; mask [...] or None.
+    hidden [..., d]; weight [V, d] (the LM head); bias [V] or None; ids/probs [..., K]; mask [...]
+    or None; row_weight [...] per-row float weights (the `weight=` of `sparse_topk_kl`) or None.
     reduction: 'sum' or 'mean' (a per-row 'none' would need per-row grad_output inside grad_W).
-    Same semantics as `kernels.sparse_topk_kl`; the gradient is computed chunk by chunk in forward.
+    accum_dtype: dtype of the grad_W accumulator across chunks (fp32 by default; None accumulates
+    in place in weight.dtype: no fp32 [V, d] buffer, one rounding per chunk); grad_b always sums in
+    fp32. Same semantics as `kernels.sparse_topk_kl` otherwise.
     """
     if reduction not in ("sum", "mean"):
         raise ValueError(f"reduction must be 'sum' or 'mean' for the fused-linear loss, got {reduction!r}")
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    check_block_v(block_v)
     d = hidden.shape[-1]
     if weight.dim() != 2 or weight.shape[1] != d:
         raise ValueError(f"weight must be [V, d={d}], got {tuple(weight.shape)}")
@@ -150,36 +208,44 @@ def fused_linear_sparse_topk_kl(
         raise ValueError(f"bias must be [V={weight.shape[0]}], got {tuple(bias.shape)}")
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if accum_dtype not in (None, torch.float32, weight.dtype):
+        raise ValueError(f"accum_dtype must be None, torch.float32 or the weight dtype, got {accum_dtype}")
+    # flatten() checks ids/probs/mask/row_weight shapes against a meta [..., V] stand-in for the logits.
+    meta = torch.empty(*hidden.shape[:-1], weight.shape[0], dtype=hidden.dtype, device="meta")
+    _, ids2, probs2, mask2, rw2 = flatten(meta, ids, probs, mask, row_weight)
     h = hidden.reshape(-1, d)
-    k = ids.shape[-1]
-    ids2, probs2 = ids.reshape(-1, k), probs.reshape(-1, k)
-    mask2 = None if mask is None else mask.reshape(-1).to(torch.bool)
-    if ids2.shape[0] != h.shape[0]:
-        raise ValueError(f"ids leading dims {tuple(ids.shape[:-1])} must match hidden {tuple(hidden.shape[:-1])}")
-    _check(h, weight, ids2, probs2, mask2, ignore_index, temperature, validate)
+    _check(h, weight, ids2, probs2, mask2, rw2, ignore_index, temperature, validate)
     triton = use_triton(hidden.device, backend)
     return FusedLinearSparseTopKKLFunction.apply(
-        h, weight, bias, ids2, probs2, mask2, ignore_index, temperature, reduction, variant, chunk_size, triton, block_v
+        h, weight, bias, ids2, probs2, mask2, rw2, ignore_index, temperature, reduction, variant, chunk_size, triton,
+        block_v, num_warps, accum_dtype, torch.is_grad_enabled(),
     )
 
 
-def _check(h, weight, ids, probs, mask, ignore_index, temperature, validate):
+def _check(h, weight, ids, probs, mask, row_weight, ignore_index, temperature, validate):
     """check_inputs on a [N, V] meta-device view, so no logits-sized tensor is created."""
     meta = torch.empty(h.shape[0], weight.shape[0], dtype=h.dtype, device="meta")
-    check_inputs(meta, ids.to("meta"), probs.to("meta"), None if mask is None else mask.to("meta"), ignore_index, temperature, False)
+    on_meta = [None if t is None else t.to("meta") for t in (ids, probs, mask, row_weight)]
+    check_inputs(meta, *on_meta[:3], ignore_index, temperature, False, weight=on_meta[3])
+    for name, t in (("ids", ids), ("probs", probs), ("mask", mask), ("row_weight", row_weight), ("weight", weight)):
+        if t is not None and t.device != h.device:
+            raise ValueError(f"{name} is on {t.device}, hidden on {h.device}")
     if validate:
-        check_values(ids, probs, weight.shape[0], ignore_index)
+        check_values(ids, probs, weight.shape[0], ignore_index, row_weight)
 
 
 class FusedLinearSparseTopKKLLoss(torch.nn.Module):
     """nn.Module form; pass the LM head's weight (and bias) at call time, like Liger's FLCE."""
 
-    def __init__(self, *, ignore_index=-100, temperature=1.0, reduction="mean", variant="corrected", chunk_size=None, backend="auto"):
+    def __init__(self, *, ignore_index=-100, temperature=1.0, reduction="mean", variant="corrected", chunk_size=None,
+                 backend="auto", validate=True, block_v=None, num_warps=None, accum_dtype=torch.float32):
         super().__init__()
+        check_block_v(block_v)
         self.kw = dict(
-            ignore_index=ignore_index, temperature=temperature, reduction=reduction,
-            variant=variant, chunk_size=chunk_size, backend=backend,
+            ignore_index=ignore_index, temperature=temperature, reduction=reduction, variant=variant,
+            chunk_size=chunk_size, backend=backend, validate=validate, block_v=block_v, num_warps=num_warps,
+            accum_dtype=accum_dtype,
         )
 
-    def forward(self, hidden, weight, ids, probs, mask=None, bias=None):
-        return fused_linear_sparse_topk_kl(hidden, weight, ids, probs, mask, bias, **self.kw)
+    def forward(self, hidden, weight, ids, probs, mask=None, bias=None, row_weight=None):
+        return fused_linear_sparse_topk_kl(hidden, weight, ids, probs, mask, bias, row_weight=row_weight, **self.kw)

@@ -3,10 +3,14 @@
 Two references live here:
 
 * `sparse_topk_kl_reference` works on the sparse teacher (ids [N, K], probs [N, K]) with the same
-  conventions as the kernel (padding, duplicate merging, valid rows, temperature, reductions);
-  its gradient comes from autograd, so it checks the kernel's hand-written gradient independently.
+  conventions as the kernel (padding, duplicate merging, valid rows, row weights, temperature,
+  reductions, -inf logits); its gradient comes from autograd, so it checks the kernel's
+  hand-written gradient independently.
 * `authors_dense_kl` is Fu et al.'s formula on a dense [N, V] target, verbatim; with
   `dense_target_from_topk` it checks that the `faithful` closed form equals the authors' loss.
+
+The input checks shared by every backend (`check_inputs`, `check_values`, `bool_mask`,
+`check_block_v`) live here too, so both backends accept and reject exactly the same inputs.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import torch
 EPS = 1e-10  # the authors' epsilon, inside and outside the log
 VARIANTS = ("corrected", "faithful")
 REDUCTIONS = ("none", "sum", "mean")
+MAX_K = 64
+BLOCK_V_RANGE = (16, 65536)
 
 
 def merged_topk(ids: torch.Tensor, probs: torch.Tensor, ignore_index: int):
@@ -35,13 +41,24 @@ def merged_topk(ids: torch.Tensor, probs: torch.Tensor, ignore_index: int):
     return p, merged, first
 
 
-def _reduce(per_row: torch.Tensor, valid: torch.Tensor, reduction: str) -> torch.Tensor:
-    if reduction == "none":
-        return per_row
-    total = per_row.sum()
-    if reduction == "sum":
-        return total
-    return total / valid.sum().clamp(min=1)
+def valid_rows(ids: torch.Tensor, probs: torch.Tensor, mask: torch.Tensor | None, ignore_index: int) -> torch.Tensor:
+    """[N] bool: the mask is true and the teacher mass over non-padding entries is > 0."""
+    valid = torch.where(ids != ignore_index, probs.detach().float(), 0.0).sum(-1) > 0
+    return valid if mask is None else valid & mask
+
+
+def row_scale(valid: torch.Tensor, weight: torch.Tensor | None, reduction: str, dtype=torch.float32) -> torch.Tensor:
+    """[N] d(reduced loss) / d(unweighted per-row loss), before grad_output.
+
+    `none` and `sum`: w_i on valid rows, 0 elsewhere (w = 1 without weights). `mean`: the same
+    divided by sum_i w_i over valid rows (the number of valid rows without weights; 1 when that
+    sum is 0) -- PyTorch's weighted-mean convention. Device ops only: no host sync.
+    """
+    w = valid.to(dtype) if weight is None else torch.where(valid, weight.detach().to(dtype), 0.0)
+    if reduction == "mean":
+        total = w.sum()
+        w = w / torch.where(total > 0, total, torch.ones_like(total))
+    return w
 
 
 def sparse_topk_kl_reference(
@@ -50,31 +67,38 @@ def sparse_topk_kl_reference(
     probs: torch.Tensor,
     mask: torch.Tensor | None = None,
     *,
+    weight: torch.Tensor | None = None,
     ignore_index: int = -100,
     temperature: float = 1.0,
     reduction: str = "mean",
     variant: str = "corrected",
     compute_dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """Per-row KL(p_teacher || softmax(logits / T)) from a top-K teacher; differentiable.
+    """Per-row KL(p_teacher || softmax(logits / T)) from a top-K teacher; differentiable in logits.
 
-    logits [N, V]; ids [N, K] (int, `ignore_index` = padding); probs [N, K]; mask [N] bool or None.
-    A row is valid when its mask is true and its teacher mass (over non-padding entries) is > 0;
-    invalid rows have loss 0 and gradient 0, and `mean` divides by the number of valid rows.
+    logits [N, V]; ids [N, K] (int, `ignore_index` = padding); probs [N, K]; mask [N] bool/integer
+    or None; weight [N] float or None. A row is valid when its mask is true and its teacher mass
+    (over non-padding entries) is > 0; invalid rows have loss 0 and gradient 0. The per-row loss is
+    multiplied by its weight (a zero weight gives exactly 0, even where the KL is +inf); `mean`
+    divides by the summed weight of the valid rows. probs and weight are constants (no gradient).
+    A row whose logits are all -inf has q = 0 everywhere, as in the kernel (no NaN).
     See kernels/README.md for the two variants.
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    mask = bool_mask(mask)
+    probs = probs.detach()
     x = logits.to(compute_dtype) / temperature
     p, merged, first = merged_topk(ids, probs.to(compute_dtype), ignore_index)
     p, merged = p.to(compute_dtype), merged.to(compute_dtype)
     mass = p.sum(-1)
-    valid = mass > 0
-    if mask is not None:
-        valid = valid & mask.to(torch.bool)
-    lse = torch.logsumexp(x, dim=-1, keepdim=True)
+    valid = valid_rows(ids, probs, mask, ignore_index)
+    # An all -inf row has no softmax; its lse is taken over zeros (the `where` passes no gradient
+    # there), so the teacher ids get log q = -inf, q = 0, exactly the kernel's convention.
+    dead = torch.isneginf(x).all(-1, keepdim=True)
+    lse = torch.logsumexp(torch.where(dead, 0.0, x), dim=-1, keepdim=True)
     safe_ids = torch.where(ids == ignore_index, 0, ids).long()
     logq = x.gather(-1, safe_ids) - lse  # [N, K]
     if variant == "corrected":
@@ -88,8 +112,9 @@ def sparse_topk_kl_reference(
         q = logq.exp()
         term = merged * torch.log(merged / (q + EPS) + EPS)
         per_row = torch.where(first & (merged > 0), term, 0.0).sum(-1)
-    per_row = torch.where(valid, per_row, 0.0)
-    return _reduce(per_row, valid, reduction)
+    scale = row_scale(valid, weight, reduction, compute_dtype)
+    per_row = torch.where(scale != 0, per_row * scale, 0.0)
+    return per_row if reduction == "none" else per_row.sum()
 
 
 def dense_target_from_topk(ids: torch.Tensor, probs: torch.Tensor, vocab_size: int, ignore_index: int = -100) -> torch.Tensor:
@@ -131,42 +156,81 @@ def eager_sparse_kl(logits, ids, probs, mask=None, temperature: float = 1.0) -> 
     return (per_row * mask).sum() / mask.sum().clamp(min=1)
 
 
-def check_inputs(logits, ids, probs, mask, ignore_index: int, temperature: float, validate: bool) -> None:
-    """Host-side validation with clear errors; `validate` adds the value checks that sync the device."""
+def bool_mask(mask: torch.Tensor | None) -> torch.Tensor | None:
+    """The row mask as bool: bool as is, integers as `!= 0`; floats are rejected (use `weight=`)."""
+    if mask is None or mask.dtype == torch.bool:
+        return mask
+    if mask.is_floating_point() or mask.is_complex():
+        raise TypeError(
+            f"mask must be a bool (or integer 0/1) tensor, got {mask.dtype}; pass per-row float weights as weight="
+        )
+    return mask != 0
+
+
+def check_block_v(block_v: int | None) -> None:
+    """block_v: None (heuristic) or a power of two in BLOCK_V_RANGE; checked on every backend."""
+    if block_v is None:
+        return
+    lo, hi = BLOCK_V_RANGE
+    if isinstance(block_v, bool) or not isinstance(block_v, int) or not lo <= block_v <= hi or block_v & (block_v - 1):
+        raise ValueError(f"block_v must be None or a power of two in [{lo}, {hi}], got {block_v!r}")
+
+
+def check_inputs(logits, ids, probs, mask, ignore_index: int, temperature: float, validate: bool, weight=None) -> None:
+    """Shape/dtype/device checks with clear errors; `validate` adds the value checks (one device sync)."""
     if logits.dim() != 2:
         raise ValueError(f"logits must be [N, V], got shape {tuple(logits.shape)}")
     if logits.dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise TypeError(f"logits dtype must be float32/bfloat16/float16, got {logits.dtype}")
     n, v = logits.shape
+    if v < 1:
+        raise ValueError("logits must have a non-empty vocabulary dimension (V >= 1)")
     if ids.dim() != 2 or ids.shape[0] != n:
         raise ValueError(f"ids must be [N={n}, K], got shape {tuple(ids.shape)}")
     if ids.dtype not in (torch.int32, torch.int64):
         raise TypeError(f"ids dtype must be int32/int64, got {ids.dtype}")
+    k = ids.shape[1]
+    if not 1 <= k <= MAX_K:
+        raise ValueError(f"K (the teacher's top-k width, last dim of ids) must be in [1, {MAX_K}], got {k}")
     if probs.shape != ids.shape:
         raise ValueError(f"probs shape {tuple(probs.shape)} must equal ids shape {tuple(ids.shape)}")
     if not probs.is_floating_point():
         raise TypeError(f"probs must be floating point, got {probs.dtype}")
-    k = ids.shape[1]
-    if not 1 <= k <= 64:
-        raise ValueError(f"K must be in [1, 64], got {k}")
     if mask is not None and mask.shape != (n,):
         raise ValueError(f"mask must be [N={n}], got shape {tuple(mask.shape)}")
+    bool_mask(mask)
+    if weight is not None:
+        if weight.shape != (n,):
+            raise ValueError(f"weight must be [N={n}] (shaped like mask), got shape {tuple(weight.shape)}")
+        if not weight.is_floating_point():
+            raise TypeError(f"weight must be floating point, got {weight.dtype}")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    for name, t in (("ids", ids), ("probs", probs)) + ((("mask", mask),) if mask is not None else ()):
-        if t.device != logits.device:
+    others = (("ids", ids), ("probs", probs), ("mask", mask), ("weight", weight))
+    for name, t in others:
+        if t is not None and t.device != logits.device:
             raise ValueError(f"{name} is on {t.device}, logits on {logits.device}")
     if validate:
-        check_values(ids, probs, v, ignore_index)
+        check_values(ids, probs, v, ignore_index, weight)
 
 
-def check_values(ids: torch.Tensor, probs: torch.Tensor, vocab_size: int, ignore_index: int) -> None:
-    """Id bounds and probs >= 0, finite (non-padding entries only). Syncs the device."""
+def check_values(ids: torch.Tensor, probs: torch.Tensor, vocab_size: int, ignore_index: int, weight: torch.Tensor | None = None) -> None:
+    """Id bounds, probs finite and >= 0 (non-padding entries), weight finite and >= 0.
+
+    All checks are reduced on the device into one small integer, read back once: one host sync.
+    """
     if ids.numel() == 0:
         return
     keep = ids != ignore_index
-    if bool(((ids < 0) | (ids >= vocab_size))[keep].any()):
+    bad_ids = (keep & ((ids < 0) | (ids >= vocab_size))).any()
+    bad_probs = (keep & ~(torch.isfinite(probs) & (probs >= 0))).any()
+    code = bad_ids.to(torch.int32) + 2 * bad_probs.to(torch.int32)
+    if weight is not None and weight.numel():
+        code = code + 4 * (~(torch.isfinite(weight) & (weight >= 0))).any().to(torch.int32)
+    code = int(code.item())  # the one sync
+    if code & 1:
         raise ValueError(f"ids must lie in [0, {vocab_size}) or equal ignore_index={ignore_index}")
-    pk = probs[keep]
-    if not bool(torch.isfinite(pk).all()) or bool((pk < 0).any()):
+    if code & 2:
         raise ValueError("probs must be finite and >= 0 on non-padding entries")
+    if code & 4:
+        raise ValueError("weight must be finite and >= 0")

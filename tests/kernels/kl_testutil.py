@@ -105,3 +105,51 @@ def assert_loss_close(got: torch.Tensor, want: torch.Tensor, atol: float, rtol: 
     ratio = (err / tol).max().item() if err.numel() else 0.0
     assert ratio <= 1.0, f"max loss error {err.max().item():.3e}, error/tolerance {ratio:.3f} (atol {atol:.3e}, rtol {rtol:.1e})"
     return ratio
+
+
+def make_weight(n, *, seed=0, zero_frac=0.2, high=2.0, device=DEVICE):
+    """Per-row weights in [0, high) with about `zero_frac` exact zeros (rows the loss must drop)."""
+    g = torch.Generator().manual_seed(seed + 1)
+    w = torch.rand(n, generator=g) * high
+    w[torch.rand(n, generator=g) < zero_frac] = 0.0
+    return w.to(device)
+
+
+# Ops that make the host wait for the device: reading a value back (item/bool/int/tolist go through
+# _local_scalar_dense) and data-dependent output shapes (boolean indexing, nonzero, masked_select).
+SYNC_OPS = ("_local_scalar_dense", "nonzero", "masked_select", "is_nonzero", "equal", "unique")
+
+
+class SyncCounter:
+    """Counts host-syncing aten ops run inside `with SyncCounter() as c:` (c.count, c.ops).
+
+    A boolean-mask index (`x[mask]`) is counted as one op (aten.index with a bool index), since
+    its nonzero runs inside the kernel where a dispatch mode cannot see it."""
+
+    def __enter__(self):
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        counter = self
+
+        class _Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                name = func._schema.name.split("::")[-1]
+                bool_index = name == "index" and any(
+                    isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] if len(args) > 1 else [])
+                    if i is not None
+                )
+                if name in SYNC_OPS or bool_index:
+                    counter.ops.append(name)
+                return func(*args, **(kwargs or {}))
+
+        self.ops = []
+        self._mode = _Mode()
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._mode.__exit__(*exc)
+
+    @property
+    def count(self) -> int:
+        return len(self.ops)

@@ -62,7 +62,7 @@ def test_bench_gpu(benchmark, provider):
     logits, ids, probs, _ = make_inputs(16384, 32128, 5, dtype=torch.bfloat16, device="cuda", pad_frac=0.0, dup=False, mask_frac=0.0, empty_row=False)
     if provider == "triton_inplace":
         def fn(z):
-            return sparse_topk_kl(z, ids, probs, inplace=True, validate=False)
+            return sparse_topk_kl(z.view_as(z), ids, probs, inplace=True, validate=False)  # a fresh view: z holds a gradient
     else:
         def fn(z):
             return eager_sparse_kl(z, ids, probs)
@@ -81,33 +81,60 @@ def test_bench_gpu(benchmark, provider):
 def test_bench_script_without_gpu_writes_pending_readme(tmp_path, capsys):
     assert bench.main(["--out", str(tmp_path)]) == 0
     text = (tmp_path / "README.md").read_text()
-    assert "pending" in text and "nox -s kernel-bench" in text and "Targets" in text
+    assert "pending" in text and "nox -s kernel-bench" in text and "Targets" in text and "issue 11" in text
     assert "no CUDA GPU" in capsys.readouterr().err
     (tmp_path / "README.md").write_text("# measured results\n")
     bench.main(["--out", str(tmp_path)])
     assert (tmp_path / "README.md").read_text() == "# measured results\n", "measured results must not be overwritten"
 
 
-def test_bytes_moved_counts_three_passes_over_logits():
+def test_floor_and_design_bytes():
+    # The floor is one read and one write of the logits; the single-pass design adds only the small arrays.
     n, v, k = 16384, 32128, 5
+    assert bench.floor_bytes(n, v, elem=2) == 2 * n * v * 2
     got = bench.bytes_moved(n, v, k, elem=2, id_elem=8)
-    assert got == 3 * n * v * 2 + n * k * (16 + 4 + 8 + 4) + 24 * n
+    assert got == 2 * n * v * 2 + n * k * (16 + 8 + 2) + 8 * n
+    assert got < 1.01 * bench.floor_bytes(n, v, elem=2)
 
 
-def test_render_markdown_from_synthetic_result():
+def synthetic_result():
     row = dict(kind="loss", N=16384, V=32128, K=5, dtype="bfloat16", median_ms=1.0, p20_ms=0.9, p80_ms=1.1,
-               peak_extra_bytes=10, peak_extra_over_logits=0.01, bytes_moved=bench.bytes_moved(16384, 32128, 5, 2))
-    result = {
+               peak_extra_bytes=10, peak_extra_over_logits=0.01, bytes_moved=bench.bytes_moved(16384, 32128, 5, 2),
+               floor_bytes=bench.floor_bytes(16384, 32128, 2))
+    split = dict(kind="loss", N=16384, V=32128, K=5, dtype="bfloat16", median_ms=0.75, p20_ms=0.7, p80_ms=0.8)
+    return {
         "meta": {"gpu": "X", "versions": {"torch": "t", "triton": "tr", "liger_kernel": None}, "git_commit": "abc",
                  "timestamp": "now", "copy_bandwidth_bytes_per_s": 3.0e12},
         "loss": [dict(row, provider="eager", median_ms=4.0), dict(row, provider="triton_inplace"),
+                 dict(split, provider="triton_inplace", **{"pass": "fwd"}),
+                 dict(split, provider="triton_inplace", median_ms=0.01, **{"pass": "bwd"}),
+                 {"kind": "loss", "N": 16384, "V": 32128, "K": 5, "dtype": "bfloat16", "provider": "liger_ce", "skipped": bench.LIGER_MISSING},
                  {"kind": "loss", "N": 65536, "V": 131072, "K": 5, "provider": "eager", "skipped": "skipped: out of memory"}],
         "fused_linear": [{"kind": "fused_linear", "N": 1, "d": 2, "V": 3, "K": 5, "provider": "eager_matmul", "median_ms": 1.0,
                           "p20_ms": 1.0, "p80_ms": 1.0, "peak_extra_bytes": 2**20}],
+        "tune": [{"kind": "tune", "N": 16384, "V": 32128, "K": 5, "dtype": "bfloat16", "provider": "triton_inplace", "block_v": 32768,
+                  "num_warps": 32, "heuristic": True, "median_ms": 0.5, "p20_ms": 0.5, "p80_ms": 0.5,
+                  "floor_bytes": bench.floor_bytes(16384, 32128, 2)}],
     }
+
+
+def test_render_markdown_from_synthetic_result():
+    result = synthetic_result()
     md = bench.render_markdown(result)
-    assert "| 16384 | 32128 | 5 | triton_inplace | 1.000 |" in md
-    assert "4.00x" in md  # eager 4 ms / 1 ms
-    frac = 100 * row["bytes_moved"] / 1e-3 / 3.0e12
-    assert f"| {frac:.0f} |" in md
-    assert "out of memory" in md and "Targets" in md
+    row = result["loss"][1]
+    design = 100 * row["bytes_moved"] / 1e-3 / 3.0e12
+    floor = 100 * row["floor_bytes"] / 1e-3 / 3.0e12
+    assert f"| 16384 | 32128 | 5 | bfloat16 | triton_inplace | 1.000 | 0.900 | 1.100 | 0.01 | 4.00x | {design:.0f} | {floor:.0f} |" in md
+    assert "| 16384 | 32128 | 5 | bfloat16 | triton_inplace | fwd | 0.750 |" in md
+    assert "| 16384 | 32128 | 5 | bfloat16 | triton_inplace | bwd | 0.010 |" in md
+    assert "liger-kernel not installed" in md and "out of memory" in md and "Targets" in md
+    assert f"| 32128 | bfloat16 | 32768 | 32 | yes | 0.500 | {100 * row['floor_bytes'] / 0.5e-3 / 3.0e12:.0f} |" in md
+
+
+def test_forward_backward_rows_keep_the_earlier_keys():
+    # The regression gate keys rows on their non-measurement fields: forward+backward rows keep the
+    # earlier key fields exactly (no `pass`); the split rows add pass=fwd / pass=bwd.
+    rows = {p: bench._bench_loss_row("liger_ce", bench.LIGER_MISSING, p, 16, 64, 5, torch.bfloat16, 2) for p in bench.PASSES}
+    assert set(rows["fwd+bwd"]) == {"kind", "N", "V", "K", "dtype", "provider", "skipped"}
+    assert rows["fwd"]["pass"] == "fwd" and rows["bwd"]["pass"] == "bwd"
+    assert rows["fwd"]["skipped"] == bench.LIGER_MISSING
