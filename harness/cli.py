@@ -122,7 +122,7 @@ def primary_score(summary: dict, task: str) -> float | None:
     return bbh.get("mean_27") if bbh else None
 
 
-def evaluate_for_training(model_dir: Path, tasks: list, limits: dict, batch_size: int) -> dict:
+def evaluate_for_training(model_dir: Path, tasks: list, limits: dict, batch_size: int, max_gen_toks: int | None = None) -> dict:
     """The trainer's evaluator: lm-eval on a checkpoint's model, tasks grouped by their --limit."""
     from harness.eval.run import EvalConfig, run
 
@@ -131,7 +131,8 @@ def evaluate_for_training(model_dir: Path, tasks: list, limits: dict, batch_size
         groups.setdefault(limits.get(task), []).append(task)
     scores = {}
     for limit, group in groups.items():
-        cfg = EvalConfig(model=str(model_dir), tasks=group, limit=limit, batch_size=batch_size, output_dir=Path(model_dir).parent / "eval")
+        cfg = EvalConfig(model=str(model_dir), tasks=group, limit=limit, batch_size=batch_size, max_gen_toks=max_gen_toks,
+                         output_dir=Path(model_dir).parent / "eval")
         summary = run(cfg, warn=lambda message: None)
         scores.update({task: primary_score(summary, task) for task in group})
     return scores

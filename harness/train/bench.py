@@ -155,7 +155,7 @@ def run_ours(cfg, batch, device, n: int, seed: int, distribution: bool, fused: b
     return _timed_loop(step, n, device)
 
 
-def authors_target(dicts, b: int, t: int) -> "torch.Tensor":
+def authors_target(dicts, b: int, t: int):
     """Their dense target, built on the host per batch (authors-code-protocol.md §3)."""
     import torch
 

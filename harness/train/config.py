@@ -77,6 +77,7 @@ class TrainConfig:
     eval_limits: dict[str, float] = field(default_factory=dict)  # per task --limit
     eval_limit: float | None = None  # default --limit for tasks not in eval_limits
     eval_batch_size: int = 8
+    eval_max_gen_toks: int | None = None  # None: the tasks' 256 new tokens (the authors'); smaller for quick CPU checks
     evaluate: bool = True  # evaluate each checkpoint as it is written
     log_every_steps: int = 1
     output_dir: str = "runs/train"
@@ -122,7 +123,8 @@ class TrainConfig:
         check_positive("checkpoint_every_examples", self.checkpoint_every_examples)
         check_positive("log_every_steps", self.log_every_steps)
         check_positive("eval_batch_size", self.eval_batch_size)
-        for name in ("max_examples", "max_steps", "max_grad_norm", "grad_accum", "keep_checkpoints", "max_source_tokens", "eval_limit"):
+        for name in ("max_examples", "max_steps", "max_grad_norm", "grad_accum", "keep_checkpoints", "max_source_tokens", "eval_limit",
+                     "eval_max_gen_toks"):
             value = getattr(self, name)
             if value is not None:
                 check_positive(name, value)
@@ -136,7 +138,7 @@ class TrainConfig:
 
 FIELD_NAMES = {f.name for f in fields(TrainConfig)}
 # Settings that may change when a run resumes: they do not alter the trajectory.
-RESUME_FREE = {"evaluate", "eval_tasks", "eval_limits", "eval_limit", "eval_batch_size", "log_every_steps",
+RESUME_FREE = {"evaluate", "eval_tasks", "eval_limits", "eval_limit", "eval_batch_size", "eval_max_gen_toks", "log_every_steps",
                "max_examples", "max_steps", "keep_checkpoints", "output_dir"}
 
 

@@ -25,8 +25,8 @@ from harness.train.config import RESUME_FREE, TrainConfig
 from harness.train.data import Collator, check_records, counts as record_counts, load_formats, read_settings
 from harness.train.plan import check_counts, deal, epoch_micro_batches, slots_per_process, steps_of
 
-# evaluator(model_dir, tasks, limits, batch_size) -> {task: score in percent}
-Evaluator = Callable[[Path, list, dict, int], dict]
+# evaluator(model_dir, tasks, limits, batch_size, max_gen_toks) -> {task: score in percent}
+Evaluator = Callable[[Path, list, dict, int, "int | None"], dict]
 METRICS = "metrics.jsonl"
 
 
@@ -284,7 +284,7 @@ def evaluate_checkpoint(folder: Path, cfg: TrainConfig, evaluator: Evaluator) ->
     """Evaluate one checkpoint's model on the configured tasks; append the scores to metrics.jsonl."""
     pos = ck.read_position(folder)
     limits = {t: cfg.eval_limits.get(t, cfg.eval_limit) for t in cfg.eval_tasks}
-    scores = evaluator(folder / "model", list(cfg.eval_tasks), limits, cfg.eval_batch_size)
+    scores = evaluator(folder / "model", list(cfg.eval_tasks), limits, cfg.eval_batch_size, cfg.eval_max_gen_toks)
     rows = [{"kind": "eval", "checkpoint": folder.name, "examples": pos.examples, "step": pos.global_step, "task": task,
              "value": value, "limit": limits.get(task)} for task, value in scores.items()]
     _append_metrics(folder.parent, rows)

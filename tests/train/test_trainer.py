@@ -58,7 +58,7 @@ def test_evaluator_runs_at_each_checkpoint_and_selection_reads_it(formats_dir, t
 
     seen = []
 
-    def evaluator(model_dir, tasks, limits, batch_size):
+    def evaluator(model_dir, tasks, limits, batch_size, max_gen_toks):
         seen.append((model_dir.parent.name, tuple(tasks), limits[tasks[0]]))
         k = len(seen)
         return {"gsm8k_cot_spec_dev": [10, 30, 20][k - 1], "mas_cot_spec_dev": [25, 5, 25][k - 1]}
