@@ -33,6 +33,7 @@ PROFILES = ("auto", "cpu", "paper")
 COLUMNS1 = ("gsm8k", "multiarith", "asdiv", "svamp", "bbh_ao", "bbh_cot")
 DEV_TASKS = ("gsm8k_cot_spec_dev", "mas_cot_spec_dev")
 CURVE_TASKS = {"gsm8k_cot_spec_dev": "gsm8k", "mas_cot_spec_dev": "mas"}
+FIG4_TASKS = {"gsm8k_cot_spec_dev": "in_context", "gsm8k_cot_spec_zeroshot_dev": "zero_shot"}  # GSM8K dev, tested two ways
 
 
 @dataclass
@@ -123,16 +124,20 @@ class Reproduction:
                   done, "formats")
         return out
 
-    def trained(self, row: str, matching: str = "distribution") -> Path:
-        """The run folder of `row` specialized with `matching` (training it, or resuming, if needed)."""
-        run = self.work / "train" / f"{row}-{matching}"
-        if row in self.checkpoints:
+    def trained(self, row: str, matching: str = "distribution", only: str | None = None) -> Path:
+        """The run folder of `row` specialized with `matching` (training it, or resuming, if needed).
+        `only`: train on the in_context or zero_shot formats alone (Fig. 4), tested both ways."""
+        run = self.work / "train" / (f"{row}-{matching}-{only}" if only else f"{row}-{matching}")
+        if row in self.checkpoints and only is None:
             return self.checkpoints[row]
         formats = self.formats()
         done = (run / "done.json").is_file()
         args = ["train", "--config", self.p.train_preset[row], "--formats", str(formats), "--output", str(run), "--quiet",
                 "--set", f"model={self.p.sizes[row]}", "--set", f"loss={matching}"]
-        for key, value in self.p.train_overrides.items():
+        overrides = dict(self.p.train_overrides)
+        if only:
+            overrides.update(formats=[f"{only}_answer_only", f"{only}_cot"], eval_tasks=list(FIG4_TASKS))
+        for key, value in overrides.items():
             args += ["--set", f"{key}={json.dumps(value)}"]
         if run.is_dir() and any(run.glob("checkpoint-*")):
             args.append("--resume")
@@ -300,6 +305,24 @@ class Reproduction:
                                     "value": data["acc_faithful"], "n": data["n"]})
         return out
 
+    def fig4_points(self) -> list[dict]:
+        """Fig. 4: runs trained on in-context or zero-shot formats only, tested in-context and zero-shot."""
+        out = []
+        row = "flan-t5-xl" if self.p.name == "paper" else "flan-t5-base"  # the paper's Fig. 4 model is Flan-T5 3B
+        for only in ("in_context", "zero_shot"):
+            run = self.trained(row, "distribution", only)
+            if self.dry_run:
+                continue
+            for task, test_format in FIG4_TASKS.items():
+                before = self.evaluate(self.p.sizes[row], task, self._limit(task))
+                points = [(0, before)] + [(json.loads((c / "trainer_state.json").read_text())["examples"], s)
+                                          for c in sorted(run.glob("checkpoint-*")) for s in _summaries(c, task)[-1:]]
+                for examples, summary in points:
+                    data = json.loads(summary.read_text())["tasks"][task]
+                    out.append({"run": str(run), "model": row, "train_format": only, "test_format": test_format,
+                                "examples": examples, "value": data["acc_faithful"], "n": data["n"]})
+        return out
+
     # --- the whole table -----------------------------------------------------------------------------
 
     def run(self) -> list[Path]:
@@ -310,6 +333,7 @@ class Reproduction:
         table = self.table
         cells: list[dict] = []
         curves: list[dict] = []
+        fig4: list[dict] = []
         if table == "table1":
             cells = self.table1()
         elif table == "table2":
@@ -319,6 +343,7 @@ class Reproduction:
         else:
             cells = self.table2()
             curves = self.curves()
+            fig4 = self.fig4_points()
         if self.dry_run:
             return []
         tasks = sorted({c["protocol"]["task"] for c in cells if c["protocol"].get("task")})
@@ -327,7 +352,7 @@ class Reproduction:
                                                if self.p.name == "cpu" else "the paper's models and data")]
         if self.p.max_gen_toks:
             notes.append(f"generation capped at {self.p.max_gen_toks} new tokens (the paper: 256)")
-        write_results(results, table if table != "figures" else "figures", self.p.name, cells, curves=curves,
+        write_results(results, table, self.p.name, cells, curves=curves, fig4=fig4,
                       provenance=collect_provenance(self.data_dir, tasks, os.environ.get("SPEC_CONTAINER_IMAGE"), profile=self.p.name),
                       seeds={"train": 0, "eval": 0, "formats": 0}, notes=notes)
         out = self.reports / table / self.p.name

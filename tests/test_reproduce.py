@@ -38,10 +38,15 @@ class FakeStages:
             out = Path(opt("--output")); out.mkdir(parents=True, exist_ok=True); (out / "stats.json").write_text("{}")
         elif cmd == "train":
             run = Path(opt("--output"))
+            sets = dict(a.split("=", 1) for a in args[1:] if "=" in a and not a.startswith("-"))
+            eval_tasks = json.loads(sets["eval_tasks"])
             for examples, dev in ((150, (10.0, 20.0)), (300, (30.0, 10.0))):
                 ckpt = run / f"checkpoint-{examples:09d}"
                 (ckpt / "model").mkdir(parents=True, exist_ok=True)
                 (ckpt / "trainer_state.json").write_text(json.dumps({"examples": examples}))
+                (ckpt / "eval" / "model" / "t").mkdir(parents=True, exist_ok=True)
+                (ckpt / "eval" / "model" / "t" / "summary.json").write_text(json.dumps(
+                    {"tasks": {t: {"acc_faithful": dev[0], "n": 5} for t in eval_tasks}, "manifest": {"config": {"limit": 5}}}))
                 with open(run / "metrics.jsonl", "a") as f:
                     for task, value in zip(("gsm8k_cot_spec_dev", "mas_cot_spec_dev"), dev):
                         f.write(json.dumps({"kind": "eval", "checkpoint": ckpt.name, "examples": examples, "task": task, "value": value}) + "\n")
@@ -128,3 +133,17 @@ def test_given_checkpoints_are_evaluated_instead_of_trained(tmp_path):
 def test_unknown_table_is_refused(tmp_path):
     with pytest.raises(UsageError, match="table"):
         _job(tmp_path, "table9")
+
+
+def test_figures_trains_sample_matching_and_format_only_runs(tmp_path, fake):
+    job = _job(tmp_path, "figures")
+    curves, fig4 = job.curves(), job.fig4_points()
+    runs = [c[c.index("--output") + 1] for c in fake.calls if c[0] == "train"]
+    assert [Path(r).name for r in runs] == ["flan-t5-base-distribution", "flan-t5-base-sample",
+                                            "flan-t5-base-distribution-in_context", "flan-t5-base-distribution-zero_shot"]
+    in_context_run = next(c for c in fake.calls if c[0] == "train" and c[c.index("--output") + 1].endswith("in_context"))
+    assert '--set' in in_context_run and 'formats=["in_context_answer_only", "in_context_cot"]' in in_context_run
+    assert {c["matching"] for c in curves} == {"distribution", "sample"} and {c["task"] for c in curves} == {"gsm8k", "mas"}
+    assert {(p["train_format"], p["test_format"]) for p in fig4} == {(a, b) for a in ("in_context", "zero_shot") for b in ("in_context", "zero_shot")}
+    assert sorted({p["examples"] for p in fig4}) == [0, 150, 300]  # the start model, then each checkpoint
+    assert sorted({c["examples"] for c in curves}) == [0, 150, 300]
