@@ -29,7 +29,10 @@ from __future__ import annotations
 
 import bisect
 import re
+import weakref
 from dataclasses import dataclass
+from itertools import accumulate
+from operator import itemgetter
 from typing import Sequence
 
 from harness.errors import UsageError
@@ -141,39 +144,33 @@ def align_exact(
     if not teacher_text.strip():
         raise TextMismatchError(f"the teacher tokens spell no text but the student text is {student_text[:40]!r}")
     tmap = _TextMap(teacher_text, student_text, config.max_mismatch_fraction)
-    ws_end = _whitespace_run_ends(student_text)
+    fold = _whitespace_run_ends(student_text).__getitem__
     n_teachers = len(teacher_tokens)
 
     # Teacher token spans [t_start, t_end) in student coordinates, whitespace folded forward.
-    t_char_start = [0] * n_teachers
-    t_start = [0] * n_teachers
-    t_end = [0] * n_teachers
-    cuts_exact: set[int] = set()
+    t_ends = list(accumulate(map(len, teacher_tokens)))
+    t_char_start = [0, *t_ends[:-1]]
     t_clean = [True] * n_teachers
-    pos = 0
     if tmap.identity:
-        for i, token in enumerate(teacher_tokens):
-            t_char_start[i] = pos
-            t_start[i] = ws_end.get(pos, pos)
-            pos += len(token)
-            t_end[i] = ws_end.get(pos, pos)
-        cuts_exact.update(t_start)
+        t_start = list(map(fold, t_char_start))
+        t_end = list(map(fold, t_ends))
+        cuts_exact = set(t_start)
         cuts_exact.update(t_end)
     else:
-        for i, token in enumerate(teacher_tokens):
-            t_char_start[i] = pos
+        t_start, t_end = [0] * n_teachers, [0] * n_teachers
+        cuts_exact: set[int] = set()
+        for i, (pos, end) in enumerate(zip(t_char_start, t_ends)):
             ms, xs = tmap.map(pos)
-            me, xe = tmap.map(pos + len(token))
-            t_start[i] = ws_end.get(ms, ms)
-            t_end[i] = ws_end.get(me, me)
+            me, xe = tmap.map(end)
+            t_start[i] = fold(ms)
+            t_end[i] = fold(me)
             if xs:
                 cuts_exact.add(t_start[i])
             if xe:
                 cuts_exact.add(t_end[i])
-            t_clean[i] = tmap.teacher_clean(pos, pos + len(token))
-            pos += len(token)
-    s_start = [ws_end.get(p, p) for p in student.starts]
-    s_end = [ws_end.get(p, p) for p in student.ends]
+            t_clean[i] = tmap.teacher_clean(pos, end)
+    s_start = list(map(fold, student.starts))
+    s_end = list(map(fold, student.ends))
     s_clean = [True] * n_students if tmap.identity else [tmap.student_clean(a, b) for a, b in zip(student.starts, student.ends)]
     student_cuts = set(s_start)
     student_cuts.update(s_end)
@@ -183,9 +180,8 @@ def align_exact(
     # arrive in increasing order on each side, so a moving pointer replaces a search.
     seg_teacher: dict[int, list[int]] = {}
     ptr, n_bounds = 0, len(bounds)
-    for i in range(n_teachers):
-        x = t_start[i]
-        if t_clean[i] and x == t_end[i]:
+    for i, x in enumerate(t_start):
+        if x == t_end[i] and t_clean[i]:
             continue  # whitespace-only: T5 folds it into the next piece's ▁
         while ptr < n_bounds and bounds[ptr] <= x:
             ptr += 1
@@ -193,8 +189,7 @@ def align_exact(
     seg_student: dict[int, list[int]] = {}
     pending: list[int] = []
     ptr, last_seg = 0, 0
-    for k in range(n_students):
-        x = s_start[k]
+    for k, x in enumerate(s_start):
         if x == s_end[k]:
             pending.append(k)  # zero-width: joins the next piece's span
             continue
@@ -209,10 +204,11 @@ def align_exact(
         seg_student.setdefault(last_seg, []).extend(pending)
 
     ids = list(student.ids)
-    entries: list[list[tuple[int, float]]] = [[(token_id, 1.0)] for token_id in ids]
+    entries: list = [None] * n_students  # filled where the teacher gives a target; the rest one-hot below
     kinds = [KIND_ONE_HOT] * n_students
     derived = [False] * n_students
     spell = student_tokenizer.pieces_for
+    first_piece = _first_pieces(student_tokenizer)
     for seg, pieces in seg_student.items():
         teachers = seg_teacher.get(seg)
         if not teachers:
@@ -227,23 +223,33 @@ def align_exact(
         after_space = at == 0 or teacher_text[at - 1].isspace()
         first = pieces[0]
         single = len(pieces) == 1
-        actual = spell(teacher_tokens[i], after_space)
-        if (actual != (ids[first],)) if single else (actual != tuple(ids[k] for k in pieces)):
-            continue  # the sampled token does not spell these pieces: no exact correspondence
+        # The sampled token must spell exactly these pieces; each candidate then counts on the
+        # first piece it spells (a 1:1 span: only candidates spelling one piece).
+        lookup = first_piece[after_space, single]
+        if single:
+            sampled = lookup.get(teacher_tokens[i])
+            if sampled is None:
+                sampled = _first_piece(lookup, spell, teacher_tokens[i], after_space, single)
+            if sampled != ids[first]:
+                continue  # the sampled token does not spell this piece: no exact correspondence
+        elif spell(teacher_tokens[i], after_space) != tuple(ids[k] for k in pieces):
+            continue
         mass: dict[int, float] = {}
-        seen: set[str] = set()
         for token, prob in candidates[i]:
-            if token in seen:
-                continue  # the sampled token listed again in the top-5 is the same event
-            seen.add(token)
-            spelled = spell(token, after_space)
-            if spelled and (single is False or len(spelled) == 1):
-                mass[spelled[0]] = mass.get(spelled[0], 0.0) + float(prob)
+            piece = lookup.get(token)
+            if piece is None:
+                piece = _first_piece(lookup, spell, token, after_space, single)
+            if piece >= 0:
+                if piece in mass:  # two candidates on one piece (rare): the full rule below
+                    mass = _mass(candidates[i], lookup, spell, after_space, single)
+                    break
+                mass[piece] = 0.0 + float(prob)
         if mass:
-            entries[first] = sorted(mass.items(), key=_by_prob)
+            entries[first] = sorted(mass.items(), key=itemgetter(1), reverse=True)  # stable, most probable first
             kinds[first] = KIND_ONE_TO_ONE if single else KIND_FIRST_PIECE
             derived[first] = True
 
+    entries = [[(token_id, 1.0)] if target is None else target for token_id, target in zip(ids, entries)]
     tail = None
     if config.renormalize:
         for k in range(n_students):
@@ -256,20 +262,58 @@ def align_exact(
     return AlignedSequence(ids, entries, kinds, derived, tail)
 
 
-def _by_prob(entry: tuple[int, float]) -> float:
-    return -entry[1]
+def _mass(step: Sequence[tuple[str, float]], lookup: dict[str, int], spell, after_space: bool, single: bool) -> dict[int, float]:
+    """Teacher mass per student piece: candidates spelling the same piece add up, in order; a
+    token listed twice (the sampled token repeated in the top-5) is one event and counts once."""
+    mass: dict[int, float] = {}
+    seen: set[str] = set()
+    for token, prob in step:
+        if token in seen:
+            continue
+        seen.add(token)
+        piece = lookup.get(token)
+        if piece is None:
+            piece = _first_piece(lookup, spell, token, after_space, single)
+        if piece >= 0:
+            mass[piece] = mass.get(piece, 0.0) + float(prob)
+    return mass
+
+
+_FIRST_PIECES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _first_pieces(tokenizer) -> dict[tuple[bool, bool], dict[str, int]]:
+    """Per tokenizer, (after_space, single) -> {teacher string: the student piece it counts on}.
+
+    A flat memo over `pieces_for`: the candidate loop runs for every top-k entry of every
+    position, and a dict lookup is several times cheaper than the method call and the checks.
+    """
+    memo = _FIRST_PIECES.get(tokenizer)
+    if memo is None:
+        memo = _FIRST_PIECES[tokenizer] = {(a, s): {} for a in (False, True) for s in (False, True)}
+    return memo
+
+
+def _first_piece(lookup: dict[str, int], spell, token: str, after_space: bool, single: bool) -> int:
+    """The first student piece `token` spells here, -1 when it spells none (or, for a 1:1 span,
+    more than one); remembered in `lookup`."""
+    spelled = spell(token, after_space)
+    piece = spelled[0] if spelled and (not single or len(spelled) == 1) else -1
+    if len(lookup) > 500_000:
+        lookup.clear()
+    lookup[token] = piece
+    return piece
 
 
 _WHITESPACE_RUN = re.compile(r"\s+")
 
 
-def _whitespace_run_ends(text: str) -> dict[int, int]:
-    """Every position inside (or at the start of) a whitespace run → the position after the run."""
-    ends: dict[int, int] = {}
+def _whitespace_run_ends(text: str) -> list[int]:
+    """Position p (0..len) -> the position after the whitespace run holding or starting at p, else p."""
+    ends = list(range(len(text) + 1))
     for match in _WHITESPACE_RUN.finditer(text):
-        end = match.end()
-        for p in range(match.start(), end):
-            ends[p] = end
+        start, end = match.span()
+        ends[start:end] = [end] * (end - start)
     return ends
 
 

@@ -24,6 +24,8 @@ import json
 import math
 import os
 from dataclasses import dataclass
+from itertools import compress
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -34,7 +36,7 @@ from harness.resume import claim
 
 from harness.align.api import AlignConfig, Aligner
 from harness.align.errors import AlignmentError, FramingError
-from harness.align.targets import AlignmentStats, is_soft
+from harness.align.targets import AlignedSequence, AlignmentStats, round6, stored_k
 
 try:  # optional: ~3x faster parsing of the big input lines; anything it rejects goes to `json`
     import orjson as _orjson
@@ -205,51 +207,39 @@ def align_sample(aligner: Aligner, sample: TeacherSample) -> dict[str, Any]:
         seq = aligner.align(sample.tokens, sample.topk, sample.student_text)
     except FramingError as err:
         return {"id": sample.id, "mode": config.mode, "status": "rejected", "reason": str(err)}
-    k, pad = config.k, aligner.student_tokenizer.pad_id
-    topk_ids, topk_probs, topk_mask = [], [], []
-    add_ids, add_probs, add_mask = topk_ids.append, topk_probs.append, topk_mask.append
-    pad_ids = [[pad] * (k - w) for w in range(k + 1)]
-    pad_probs = [[0.0] * (k - w) for w in range(k + 1)]
-    masks = [[1] * w + [0] * (k - w) for w in range(k + 1)]  # rows only serialised: sharing is fine
-    one_pad_ids, one_pad_probs, one_mask = pad_ids[1], pad_probs[1], masks[1]
-    for entries in seq.entries:
-        if len(entries) == 1:  # most positions: skip the sort and the comprehensions
-            t, p = entries[0]
-            add_ids([t, *one_pad_ids])
-            add_probs([round(p, 6), *one_pad_probs])
-            add_mask(one_mask)
-            continue
-        ranked = sorted(entries, key=_by_prob)[:k]
-        width = len(ranked)
-        add_ids([t for t, _ in ranked] + pad_ids[width])
-        add_probs([round(p, 6) for _, p in ranked] + pad_probs[width])
-        add_mask(masks[width])
-    captured = sum(sum(p for _, p in e) for e, d in zip(seq.entries, seq.derived) if d)
+    topk_ids, topk_probs, topk_mask = stored_k(seq.entries, config.k, aligner.student_tokenizer.pad_id)
     row = {
         "id": sample.id,
         "mode": config.mode,
         "status": "ok",
-        "k": k,
+        "k": config.k,
         "student_ids": list(seq.student_ids),
-        "topk_ids": topk_ids,
-        "topk_probs": topk_probs,
-        "topk_mask": topk_mask,
-        "stats": {
-            "positions": len(seq),
-            "soft": sum(is_soft(e) for e in seq.entries),
-            "multi_entry": sum(len(e) > 1 for e in seq.entries),
-            "derived": sum(seq.derived),
-            "captured_mass": round(captured, 6),
-            "kinds": _count(seq.kinds),
-        },
+        "topk_ids": topk_ids.tolist(),
+        "topk_probs": topk_probs.tolist(),
+        "topk_mask": topk_mask.tolist(),
+        "stats": {**sequence_stats(seq), "kinds": _count(seq.kinds)},
     }
     if seq.tail is not None:
-        row["tail_mass"] = [round(t, 6) for t in seq.tail]
+        row["tail_mass"] = round6(seq.tail).tolist()
     return row
 
 
-def _by_prob(entry: tuple[int, float]) -> float:
-    return -entry[1]
+def sequence_stats(seq: AlignedSequence) -> dict[str, Any]:
+    """The per-row statistics both outputs store (the JSONL adds `kinds`)."""
+    entries = seq.entries
+    widths = list(map(len, entries))
+    one_hot = sum(1 for e in entries if len(e) == 1 and e[0][1] == 1.0)
+    captured = sum([sum(map(_prob, e)) for e in compress(entries, seq.derived)])  # in order, as the sums always were
+    return {
+        "positions": len(seq),
+        "soft": len(entries) - one_hot,
+        "multi_entry": len(widths) - widths.count(0) - widths.count(1),
+        "derived": sum(seq.derived),
+        "captured_mass": round(captured, 6),
+    }
+
+
+_prob = itemgetter(1)
 
 
 def _count(values) -> dict[str, int]:
@@ -405,8 +395,8 @@ def run_alignment(
     return summary
 
 
-def _run_pool(chunks, config: AlignConfig, workers: int, path: str, done: frozenset, write: Callable) -> None:
-    """Align chunks in `workers` processes with a bounded window in flight; write in input order."""
+def _run_pool(chunks, config: AlignConfig, workers: int, path: str, done: frozenset, write: Callable, work: Callable = _work) -> None:
+    """Run `work` on chunks in `workers` processes with a bounded window in flight; write in input order."""
     import collections
     import multiprocessing
 
@@ -414,8 +404,8 @@ def _run_pool(chunks, config: AlignConfig, workers: int, path: str, done: frozen
     pending: collections.deque = collections.deque()
     try:
         for chunk in chunks:
-            pending.append(pool.apply_async(_work, (chunk,)))
-            if len(pending) >= 2 * workers:
+            pending.append(pool.apply_async(work, (chunk,)))
+            if len(pending) >= 4 * workers:
                 write(pending.popleft().get())
         while pending:
             write(pending.popleft().get())
