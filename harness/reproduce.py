@@ -287,6 +287,18 @@ class Reproduction:
                     cells.append(self.cell("table3", f"{row} {name}", column, model, selection=criterion))
         return [c for c in cells if c]
 
+    def _trajectory(self, row: str, run: Path, task: str) -> list[dict]:
+        """{examples, value, n} of `task` for the start model (0 examples), then each checkpoint of `run`
+        as evaluated during training."""
+        points = [(0, self.evaluate(self.p.sizes[row], task, self._limit(task)))]
+        points += [(json.loads((c / "trainer_state.json").read_text())["examples"], summary)
+                   for c in sorted(run.glob("checkpoint-*")) for summary in _summaries(c, task)[-1:]]
+        out = []
+        for examples, summary in points:
+            data = json.loads(summary.read_text())["tasks"][task]
+            out.append({"examples": examples, "value": data["acc_faithful"], "n": data["n"]})
+        return out
+
     def curves(self) -> list[dict]:
         """Fig. 3: dev accuracy over training examples, distribution vs sample matching."""
         out = []
@@ -296,13 +308,8 @@ class Reproduction:
                 if self.dry_run:
                     continue
                 for task, name in CURVE_TASKS.items():
-                    before = self.evaluate(self.p.sizes[row], task, self._limit(task))
-                    points = [(0, before)] + [(json.loads((c / "trainer_state.json").read_text())["examples"], s)
-                                              for c in sorted(run.glob("checkpoint-*")) for s in _summaries(c, task)[-1:]]
-                    for examples, summary in points:
-                        data = json.loads(summary.read_text())["tasks"][task]
-                        out.append({"run": str(run), "model": row, "matching": matching, "examples": examples, "task": name,
-                                    "value": data["acc_faithful"], "n": data["n"]})
+                    out += [{"run": str(run), "model": row, "matching": matching, "task": name, **point}
+                            for point in self._trajectory(row, run, task)]
         return out
 
     def fig4_points(self) -> list[dict]:
@@ -314,13 +321,8 @@ class Reproduction:
             if self.dry_run:
                 continue
             for task, test_format in FIG4_TASKS.items():
-                before = self.evaluate(self.p.sizes[row], task, self._limit(task))
-                points = [(0, before)] + [(json.loads((c / "trainer_state.json").read_text())["examples"], s)
-                                          for c in sorted(run.glob("checkpoint-*")) for s in _summaries(c, task)[-1:]]
-                for examples, summary in points:
-                    data = json.loads(summary.read_text())["tasks"][task]
-                    out.append({"run": str(run), "model": row, "train_format": only, "test_format": test_format,
-                                "examples": examples, "value": data["acc_faithful"], "n": data["n"]})
+                out += [{"run": str(run), "model": row, "train_format": only, "test_format": test_format, **point}
+                        for point in self._trajectory(row, run, task)]
         return out
 
     # --- the whole table -----------------------------------------------------------------------------
