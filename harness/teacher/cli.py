@@ -67,6 +67,11 @@ def sample(
             from harness.errors import Interrupted
 
             raise Interrupted(f"interrupted: finished shards are kept in {cfg.output}; rerun the same command to resume") from None
+    run = result["this_run"]
+    if run["questions"]:
+        console.print(f"{run['questions']:,} questions in {run['wall_s']:.1f} s: {run['seconds_per_1k_questions']:,.0f} s per 1K "
+                      f"questions, {run['samples_per_s']:.2f} samples/s, {run['tokens_per_s']:,.0f} tokens/s "
+                      f"(stats.json: last_run)", soft_wrap=True)
     print(json.dumps(result, indent=1))
 
 

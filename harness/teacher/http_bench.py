@@ -5,8 +5,10 @@
 
 The server (tests/teacher/fake_openai_server.py, in its own process) answers every request after
 a fixed delay d, so c requests in flight can at best finish c/d per second. Runs, each repeated
-(median reported): clean; every 10th request failing (429 and 500 in turn, no Retry-After); and
-the same requests over bare aiohttp (no openai client), to tell client overhead from the machine.
+(median reported): clean; every 10th request failing (429 and 500 in turn, no Retry-After),
+answered at once and answered after d; and the same requests over bare aiohttp (no openai client),
+to tell client overhead from the machine. The server builds each answer while the request "runs",
+so it leaves d after the request arrived whatever the server's own CPU time.
 "Sustained" is the rate between the 10th and 90th percentile of completions, free of start-up and
 of the last retries' backoff. The report also gives the client's and server's CPU per request and
 the load average, since on a shared 2-core machine other jobs take cores away. Writes
@@ -68,8 +70,10 @@ def _bare_aiohttp(base_url: str, concurrency: int, requests: list[SampleRequest]
     return len(requests)
 
 
-def run_once(delay: float, concurrency: int, n: int, fault_every: int, max_tokens: int, raw: bool = False) -> dict:
-    server = subprocess.Popen([sys.executable, str(SERVER), "--delay", str(delay), "--fault-every", str(fault_every)],
+def run_once(delay: float, concurrency: int, n: int, fault_every: int, max_tokens: int, raw: bool = False,
+             faults_at_once: bool = False) -> dict:
+    command = [sys.executable, str(SERVER), "--delay", str(delay), "--fault-every", str(fault_every)]
+    server = subprocess.Popen(command + (["--faults-at-once"] if faults_at_once else []),
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     import aiohttp  # noqa: F401  (imported before the clock starts: their import is no part of the rate)
     import openai  # noqa: F401
@@ -103,7 +107,7 @@ def run_once(delay: float, concurrency: int, n: int, fault_every: int, max_token
         best = max(best, last - first + 1)
     ideal = concurrency / delay
     return {
-        "fault_every": fault_every, "wall_s": round(wall, 3), "requests_per_s": round(n / wall, 1),
+        "fault_every": fault_every, "faults_at_once": faults_at_once, "wall_s": round(wall, 3), "requests_per_s": round(n / wall, 1),
         "sustained_requests_per_s": round(sustained, 1), "best_1s_window_requests_per_s": best,
         "http_attempts_per_s": round(attempts / wall, 1),
         "ideal_requests_per_s": ideal, "sustained_fraction_of_ideal": round(sustained / ideal, 3),
@@ -155,7 +159,10 @@ def write_report(out_dir: Path, record: dict):
         "",
         "Sustained: completions between the 10th and 90th percentile over their time span. Overall includes "
         "start-up (connections) and, with faults, the backoff of the last retries (base 0.05 s, full jitter). "
-        "Failed attempts are answered after d too, so with faults the comparable rate is attempts (successes + retries) / c/d. "
+        "With faults, every 10th request fails (429 and 500 in turn, no Retry-After) and is retried. Answered at once "
+        "(as a rate limiter's 429 is), a failure costs its slot almost nothing, so successes / c/d is the target's measure; "
+        "answered after d, a failure holds its slot for d like a success, so successes can reach at most 90% of c/d and "
+        "the comparable rate is attempts (successes + retries) / c/d. "
         "The bare-aiohttp row sends the same requests from c workers over aiohttp alone, without the openai client or parsing. "
         "CPU-model ceiling of the median clean run: c / (d + client and server CPU per attempt) = "
         f"{_median_run(record['runs']['clean'])['cpu_model_ceiling_requests_per_s']:.0f} req/s; a measured rate below it is "
@@ -182,9 +189,10 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "teacher")
     args = ap.parse_args(argv)
     runs = {}
-    plan = (("clean", 0, False), ("10% 429/500", 10, False), ("bare aiohttp, no openai client, clean", 0, True))
-    for name, every, raw in plan:
-        runs[name] = [run_once(args.delay, args.concurrency, args.requests, every, args.max_tokens, raw)
+    plan = (("clean", 0, False, False), ("10% 429/500, answered at once", 10, False, True),
+            ("10% 429/500, answered after d", 10, False, False), ("bare aiohttp, no openai client, clean", 0, True, False))
+    for name, every, raw, at_once in plan:
+        runs[name] = [run_once(args.delay, args.concurrency, args.requests, every, args.max_tokens, raw, at_once)
                       for _ in range(args.repeats)]
         print(f"{name}: {_median_run(runs[name])}", flush=True)
     record = {

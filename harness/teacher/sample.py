@@ -20,6 +20,7 @@ import dataclasses
 import json
 import os
 import re
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -27,7 +28,7 @@ from typing import Any, Callable
 from harness.errors import UsageError, check_choice, check_positive
 from harness.records import Example, atomic_write
 from harness.teacher.base import SampleRequest, ScoreRequest, Teacher
-from harness.teacher.store import TeacherStore, record_from_completion
+from harness.teacher.store import STATS_NAME, TeacherStore, record_from_completion
 
 JOB = "teacher-sample"
 TEACHERS = ("default", "hf", "openai")
@@ -222,6 +223,7 @@ def run_sampling(
         counters = {"questions": 0, "samples": 0, "retries": 0, "tokens": 0, "skipped": len(questions) - len(todo)}
         if todo:
             teacher = teacher or make_teacher(cfg.teacher, seed=s.seed, targets=s.targets, draws=s.draws)
+        clock = time.monotonic()  # after the teacher loads: the rate is the teacher's, not its start-up
         prompt_id = f"{s.prompt}-8shot" if s.mode == "sample" else f"gold-scored-{s.prompt}-8shot"
         for start in range(0, len(todo), cfg.questions_per_shard):
             group = todo[start : start + cfg.questions_per_shard]
@@ -258,12 +260,20 @@ def run_sampling(
             counters["retries"] = getattr(usage, "retries", 0) if usage is not None else 0
             if progress:
                 progress(len(group), dict(counters))
+        counters.update(throughput(counters, time.monotonic() - clock))
+        old_path = Path(cfg.output) / STATS_NAME
+        previous = json.loads(old_path.read_text(encoding="utf-8")) if old_path.is_file() else {}
         stats_path = store.write_stats()
         stats = json.loads(Path(stats_path).read_text(encoding="utf-8"))
         notes = _notes(cfg, teacher)
+        if counters["questions"]:  # a rerun with nothing left to do keeps the last measurement
+            stats["last_run"] = {"teacher": getattr(teacher, "model", None), **counters}
+        elif "last_run" in previous:
+            stats["last_run"] = previous["last_run"]
         if notes:
             stats["notes"] = notes
             stats["pipeline_check"] = any(n.startswith("PIPELINE CHECK") for n in notes)
+        if notes or "last_run" in stats:
             with atomic_write(stats_path) as handle:
                 json.dump(stats, handle, indent=1, sort_keys=True)
                 handle.write("\n")
@@ -271,6 +281,18 @@ def run_sampling(
                 if note:
                     note(text)
     return {"store": str(cfg.output), "this_run": counters, "stats": stats}
+
+
+def throughput(counters: dict[str, int], seconds: float) -> dict[str, float | None]:
+    """What a run measured: wall seconds, seconds per 1K questions, samples and tokens per second
+    (the README's "time per 1K questions" for a given teacher is this, from a real run)."""
+    q, seconds = counters["questions"], round(seconds, 3)
+    return {
+        "wall_s": seconds,
+        "seconds_per_1k_questions": round(1000 * seconds / q, 1) if q else None,
+        "samples_per_s": round(counters["samples"] / seconds, 2) if q and seconds else None,
+        "tokens_per_s": round(counters["tokens"] / seconds, 1) if q and seconds else None,
+    }
 
 
 def _notes(cfg: SampleJobConfig, teacher: Teacher | None) -> list[str]:

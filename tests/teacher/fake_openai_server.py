@@ -244,15 +244,20 @@ async def _serve_async(fake: "FakeOpenAIServer", reader, writer):
     try:
         while True:
             head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+            received = time.monotonic()
             path = head[0].split(" ")[1]
             length = next((int(h.split(":", 1)[1]) for h in head[1:] if h.lower().startswith("content-length:")), 0)
             body = json.loads(await reader.readexactly(length) or b"{}")
             fault = fake.next_fault()
-            if fake.delay_s:
-                await asyncio.sleep(fake.delay_s)
             status, payload, *headers = status_fault(fault) if fault else fake.answer(path, body)
             data = json.dumps(payload).encode()
             extra = "".join(f"{k}: {v}\r\n" for k, v in (headers[0] if headers else []))
+            # the answer is built while the request "runs": it leaves d after the request arrived,
+            # not d plus this server's own CPU time (which would charge the rig to the client)
+            # (--faults-at-once: a fault is answered without the delay, as a rate limiter's 429 is)
+            delay = 0.0 if fault and fake.faults_at_once else fake.delay_s
+            if (wait := received + delay - time.monotonic()) > 0:
+                await asyncio.sleep(wait)
             writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n{extra}\r\n".encode() + data)
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError):
@@ -281,6 +286,7 @@ class FakeOpenAIServer:
         self.delay_s, self.plan, self.fault_every = delay_s, list(plan), fault_every
         self.topk_cap, self.max_n, self.byte_tokens = topk_cap, max_n, byte_tokens
         self.reject_max_tokens_0, self.prompt_topk_in, self.port = reject_max_tokens_0, prompt_topk_in, port
+        self.faults_at_once = False  # the asyncio server (benchmark) only: faults skip the delay
         self.log: list[dict] = []
         self._lock = threading.Lock()
         self._count = 0
@@ -423,9 +429,11 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description="The loopback OpenAI-compatible server, in asyncio (for the benchmark).")
     ap.add_argument("--delay", type=float, default=0.0, help="seconds before every answer")
     ap.add_argument("--fault-every", type=int, default=0, help="fail every Nth request (429 / 500 alternately)")
+    ap.add_argument("--faults-at-once", action="store_true", help="answer injected faults at once, without the delay")
     ap.add_argument("--port", type=int, default=0)
     args = ap.parse_args(argv)
     fake = FakeOpenAIServer(delay_s=args.delay, fault_every=args.fault_every)
+    fake.faults_at_once = args.faults_at_once
 
     async def serve():
         server = await asyncio.start_server(lambda r, w: _serve_async(fake, r, w), "127.0.0.1", args.port, backlog=256)

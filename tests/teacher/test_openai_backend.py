@@ -315,3 +315,37 @@ def test_callable_from_inside_an_event_loop(serve):
 
     check_samples(asyncio.run(caller()), reqs)
     assert teacher.sample([]) == []
+
+
+@pytest.mark.parametrize("at_once", [False, True])
+def test_benchmark_server_times_answers_from_arrival(at_once):
+    """The asyncio server of the HTTP benchmark: an answer leaves d after its request arrived;
+    with --faults-at-once an injected fault leaves at once (as a rate limiter's 429 does)."""
+    import http.client
+    import subprocess
+    import sys
+
+    from harness.teacher.http_bench import SERVER
+
+    delay = 1.0
+    command = [sys.executable, str(SERVER), "--delay", str(delay), "--fault-every", "2"] + (["--faults-at-once"] if at_once else [])
+    server = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(server.stdout.readline().split()[1])
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        seen = []
+        for i in range(2):  # the 2nd request is the injected fault
+            body = json.dumps({"model": "fake", "prompt": f"q{i}", "max_tokens": 2, "logprobs": 1, "seed": i})
+            start = time.monotonic()
+            conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            response.read()
+            seen.append((response.status, time.monotonic() - start))
+        conn.close()
+    finally:
+        server.stdin.close()
+        server.wait(timeout=10)
+    (ok, ok_s), (fault, fault_s) = seen
+    assert ok == 200 and ok_s >= delay
+    assert fault in (429, 500)
+    assert (fault_s < delay) if at_once else (fault_s >= delay)

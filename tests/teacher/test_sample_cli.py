@@ -32,6 +32,8 @@ def test_killed_and_rerun_loses_and_duplicates_nothing(tmp_path, data_dir):
     assert 1 <= kept < 5
     rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
+    left = 10 - 2 * kept  # questions the rerun scored, and the rate it says it scored them at
+    assert f"{left} questions in " in rerun.stderr and " s per 1K questions" in rerun.stderr
     keys = pq.read_table(store / "data", columns=["question_id", "sample_index"]).to_pylist()
     assert len(keys) == 10 and len({(k["question_id"], k["sample_index"]) for k in keys}) == 10
     assert not list((store / "data").glob(".*tmp"))

@@ -90,6 +90,16 @@ def test_a_killed_job_resumes_without_loss_or_duplicates(tmp_path, gsm8k_first):
     assert len(keys) == 30 and len(set(keys)) == 30
 
 
+def test_the_run_records_its_throughput_and_a_rerun_keeps_it(tmp_path, gsm8k_first):
+    first = run_sampling(_config(tmp_path), teacher=_teacher(gsm8k_first))["stats"]["last_run"]
+    assert first["questions"] == 10 and first["samples"] == 30 and first["teacher"] == "scripted"
+    assert first["wall_s"] > 0 and first["seconds_per_1k_questions"] == round(1000 * first["wall_s"] / 10, 1)
+    assert first["samples_per_s"] == round(30 / first["wall_s"], 2)
+    rerun = run_sampling(_config(tmp_path), teacher=_teacher(gsm8k_first))
+    assert rerun["this_run"]["questions"] == 0 and rerun["this_run"]["seconds_per_1k_questions"] is None
+    assert rerun["stats"]["last_run"] == first  # nothing sampled: the last measurement stays
+
+
 def test_other_settings_are_refused(tmp_path, gsm8k_first):
     run_sampling(_config(tmp_path), teacher=_teacher(gsm8k_first))
     with pytest.raises(ResumeError, match="sampling.temperature: 0.5 -> 0.7"):
