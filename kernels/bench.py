@@ -163,7 +163,7 @@ def measure_copy_bandwidth(nbytes: int = 1 << 30) -> float:
     return 2 * nbytes / (ms * 1e-3)
 
 
-LIGER_MISSING = "skipped: liger-kernel not installed (pip install liger-kernel in the GPU environment)"
+LIGER_MISSING = "skipped: liger-kernel not installed (it comes with the `kernels` extra: pip install -e .[kernels])"
 
 
 def _providers():
