@@ -150,7 +150,7 @@ def _read(source: str | Path) -> tuple[dict[str, Any], Path]:
     import yaml
 
     path = Path(source)
-    if not path.exists() and not path.suffix:
+    if not path.exists() and (not path.suffix or (CONFIG_DIR / f"{source}.yaml").is_file()):  # a dotted name: qwen2.5-0.5b
         path = CONFIG_DIR / f"{source}.yaml"
     if not path.is_file():
         raise UsageError(f"--config: no such file or preset {str(source)!r}; presets: {', '.join(preset_names())}")

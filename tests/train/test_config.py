@@ -100,3 +100,7 @@ def test_bad_eval_batch_size_names_the_setting_and_the_forms(value, tmp_path):
     with pytest.raises(UsageError, match=r"^eval_batch_size: .* positive integer, auto, or auto:N"):
         load_config(preset, {"formats_dir": "x"}).check()
 
+
+@pytest.mark.parametrize("name", preset_names())
+def test_every_preset_loads_and_checks(name):
+    load_config(name, {"formats_dir": "x"}).check()
