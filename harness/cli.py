@@ -122,7 +122,7 @@ def primary_score(summary: dict, task: str) -> float | None:
     return bbh.get("mean_27") if bbh else None
 
 
-def evaluate_for_training(model_dir: Path, tasks: list, limits: dict, batch_size: int, max_gen_toks: int | None = None) -> dict:
+def evaluate_for_training(model_dir: Path, tasks: list, limits: dict, batch_size: int | str, max_gen_toks: int | None = None) -> dict:
     """The trainer's evaluator: lm-eval on a checkpoint's model, tasks grouped by their --limit."""
     from harness.eval.run import EvalConfig, run
 
@@ -270,7 +270,9 @@ def eval_command(
     model: str = typer.Option(..., help="HF hub id or local path; `tiny` = a random T5 built locally (pipeline check)."),
     tasks: str = typer.Option("gsm8k_cot_spec", help="Comma-separated task or group names (see `harness tasks list`)."),
     limit: Optional[float] = typer.Option(None, help="Items per task (an int) or a fraction (<1); > 0."),
-    batch_size: int = typer.Option(8, help="Generation batch size (> 0)."),
+    batch_size: Optional[str] = typer.Option(None, help="N (> 0), auto (lm-eval finds the largest that fits) or auto:N; default 8 on hf, auto on vllm."),
+    max_batch_size: Optional[int] = typer.Option(None, help="Where the auto probe starts (lm-eval's default 64); with vllm, the most sequences at once."),
+    backend: str = typer.Option("hf", help="hf | vllm (decoder-only models; needs vLLM and a GPU) | auto (vllm when all hold, else hf)."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:N or mps (default: cuda if visible, else cpu)."),
     max_length: Optional[int] = typer.Option(None, help="Context length; default 4096 for T5-style models (lm-eval's 512 would left-truncate spec prompts)."),
     max_gen_toks: Optional[int] = typer.Option(None, help="Override the tasks' 256 new tokens."),
@@ -282,17 +284,17 @@ def eval_command(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Evaluate a model on spec tasks with lm-eval; writes lm-eval's results and samples files."""
+    from harness.errors import UsageError, check_batch_size
     from harness.eval.run import EvalConfig, run
 
     if limit is not None and limit >= 1:
         if limit != int(limit):
-            from harness.errors import UsageError
-
             raise UsageError(f"--limit: {limit:g} is not allowed; give a whole number of items, or a fraction below 1")
         limit = int(limit)
     cfg = EvalConfig(
         model=model, tasks=[t.strip() for t in tasks.split(",") if t.strip()], limit=limit,
-        batch_size=batch_size, device=device, max_length=max_length, max_gen_toks=max_gen_toks,
+        batch_size=check_batch_size("--batch-size", batch_size), max_batch_size=max_batch_size, backend=backend,
+        device=device, max_length=max_length, max_gen_toks=max_gen_toks,
         split_mode=split_mode, base_prompt=base_prompt, output_dir=output_dir, seed=seed, strict_data=strict_data,
     )
     summary = run(cfg, warn=lambda message: console.print(f"[bold yellow]{message}[/]", soft_wrap=True))

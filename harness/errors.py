@@ -51,3 +51,30 @@ def check_positive(option: str, value, allow_zero: bool = False) -> None:
     if value < 0 or (value == 0 and not allow_zero):
         shown = f"{value:g}" if isinstance(value, float) else value
         raise UsageError(f"{option}: {shown} is not allowed; it must be {'>= 0' if allow_zero else '> 0'}")
+
+
+BATCH_SIZE_FORMS = "a positive integer, auto, or auto:N (N > 0)"
+
+
+def check_batch_size(option: str, value) -> int | str | None:
+    """An lm-eval batch size: a positive int, "auto" (probe once for the largest size that fits) or
+    "auto:N" (re-probe N times over the run); numeric text becomes an int. Raise UsageError otherwise.
+    None passes through (the backend's default)."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if isinstance(value, bool) or not text:
+        raise UsageError(f"{option}: {value!r} is not allowed; give {BATCH_SIZE_FORMS}")
+    if text.isascii() and text.isdigit() and int(text) > 0:
+        return int(text)
+    if text == "auto":
+        return text
+    if text.startswith("auto:"):
+        try:
+            times = float(text[5:])
+        except ValueError:
+            times = 0.0
+        if times > 0 and times != float("inf"):
+            return text
+    shown = text if isinstance(value, str) else value
+    raise UsageError(f"{option}: {shown!r} is not allowed; give {BATCH_SIZE_FORMS}")

@@ -12,7 +12,9 @@ Profiles
 - `paper`: google/flan-t5-{base,large,xl,xxl} from the hub, the faithful presets, full data and
   test sets; teacher data from the authors' released format pickles (`--authors-formats`) or from
   a teacher config (`--teacher-config`); `--checkpoint ROW=PATH` evaluates already-specialized
-  models instead of training. Needs GPUs (see README for hours and disk).
+  models instead of training. Evaluation batches with lm-eval's `batch_size auto` (T5 on hf) and
+  runs decoder-only students on lm-eval's vLLM backend when vLLM is installed (`--backend auto`).
+  Needs GPUs (see README for hours and disk).
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ class Profile:
     bbh_limit: float | None  # --limit per BBH subtask
     teacher_limit: int | None  # GSM8K train questions the CPU teacher scores
     train_overrides: dict = field(default_factory=dict)
-    batch_size: int = 8
+    batch_size: int | str = 8  # `harness eval --batch-size`; "auto": lm-eval finds the largest that fits
+    backend: str = "hf"  # `harness eval --backend`; "auto": vLLM for decoder-only students when installed, on a GPU
     max_gen_toks: int | None = None  # None: the tasks' 256 (the authors')
 
 
@@ -62,7 +65,8 @@ def profile(name: str) -> Profile:
     presets = {"flan-t5-base": "faithful-base", "flan-t5-large": "faithful-large", "flan-t5-xl": "faithful-xl",
                "flan-t5-xxl": "faithful-xxl", "t5-base": "faithful-base", "t5-large": "faithful-large", "t5-3b": "faithful-xl"}
     return Profile("paper", sizes=sizes, train_preset=presets, eval_limit=None, bbh_limit=None, teacher_limit=None,
-                   train_overrides={"eval_tasks": list(DEV_TASKS), "eval_limit": None}, batch_size=32)
+                   train_overrides={"eval_tasks": list(DEV_TASKS), "eval_limit": None, "eval_batch_size": "auto"},
+                   batch_size="auto", backend="auto")
 
 
 def pick_profile(name: str) -> str:
@@ -183,6 +187,8 @@ class Reproduction:
         for limit, group in todo.items():
             out = self.work / "evals" / f"{len(known):04d}"
             args = ["eval", "--model", str(model), "--tasks", ",".join(group), "--output-dir", str(out), "--batch-size", str(self.p.batch_size)]
+            if self.p.backend != "hf":  # the default: the cpu profile's commands stay as they were
+                args += ["--backend", self.p.backend]
             if limit is not None:
                 args += ["--limit", str(limit)]
             if self.p.max_gen_toks:

@@ -66,6 +66,17 @@ def test_eval_bad_options(capsys, args, code, names):
     assert_short_error(err, *names)
 
 
+def test_trainer_evaluator_passes_its_batch_size_through(monkeypatch, tmp_path):
+    from harness.cli import evaluate_for_training
+    from harness.eval import run as eval_run
+
+    seen = []
+    monkeypatch.setattr(eval_run, "run", lambda cfg, warn: seen.append(cfg) or {"tasks": {}})
+    evaluate_for_training(tmp_path / "ckpt" / "model", ["gsm8k_cot_spec_dev", "bbh_cot_spec"], {"bbh_cot_spec": 1}, "auto", 64)
+    assert [(c.tasks, c.limit, c.batch_size, c.backend) for c in seen] == [
+        (["gsm8k_cot_spec_dev"], None, "auto", "hf"), (["bbh_cot_spec"], 1, "auto", "hf")]
+
+
 def test_eval_cuda_without_gpu_is_an_error(capsys):
     import torch
 

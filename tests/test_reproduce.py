@@ -119,6 +119,17 @@ def test_paper_profile_plan_uses_the_hub_models_and_faithful_presets(tmp_path):
     for size in ("base", "large", "xl", "xxl"):
         assert f"--config faithful-{size}" in plan and f"--model google/flan-t5-{size}" in plan
     assert "--limit" not in plan and "teacher sample" in plan
+    evals = [line for line in job.planned if line.startswith("python -m harness eval ")]
+    trains = [line for line in job.planned if line.startswith("python -m harness train ")]
+    assert evals and all(line.endswith("--batch-size auto --backend auto") for line in evals)
+    assert trains and all('--set eval_batch_size="auto"' in line for line in trains)
+
+
+def test_cpu_profile_commands_keep_batch_size_8_and_no_backend_flag(tmp_path, fake):
+    _job(tmp_path).table1()
+    evals = [c for c in fake.calls if c[0] == "eval"]
+    assert evals and all(c[c.index("--batch-size") + 1] == "8" and "--backend" not in c for c in evals)
+    assert not any("eval_batch_size" in a for c in fake.calls for a in c)
 
 
 def test_given_checkpoints_are_evaluated_instead_of_trained(tmp_path):

@@ -8,12 +8,14 @@ headline numbers and the run manifest. Everything cheap is checked before the mo
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import difflib
 import json
 import logging
 import os
 import re
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -21,7 +23,10 @@ from typing import Callable
 from harness.checksums import check_files
 from harness.config import TASKS_DIR, data_dir
 from harness.data.bbh import TASKS
-from harness.errors import HarnessError, UsageError, check_choice, check_positive
+from harness.errors import UsageError, check_batch_size, check_choice, check_positive
+from harness.eval import EvalSetupError
+from harness.eval.backend import (BACKENDS, batch_arguments, check_backend_environment, choose_backend, model_arguments,
+                                  recorded_probes)
 from harness.eval.summary import bbh_means
 from harness.eval.tiny import model_label, resolve_model
 from harness.manifest import run_manifest
@@ -44,16 +49,16 @@ EXPECTED_WARNINGS = (
 )
 
 
-class EvalSetupError(HarnessError):
-    """The run cannot start: unknown task or model, unusable output folder, missing device."""
-
-
 @dataclass
 class EvalConfig:
     model: str
     tasks: list[str]
     limit: float | None = None
-    batch_size: int = 8
+    # An int, "auto" (lm-eval probes the largest size that fits, once) or "auto:N" (re-probes N
+    # times; generation probes once either way). None: 8 on hf, "auto" on vLLM.
+    batch_size: int | str | None = None
+    max_batch_size: int | None = None  # auto: where the probe starts (lm-eval's 64); vLLM: most sequences at once
+    backend: str = "hf"  # hf | vllm | auto (see harness/eval/backend.py)
     device: str | None = None
     # Encoder context for seq2seq (T5) models. lm-eval would use T5's 512 and left-truncate; the
     # authors never truncated, and the longest spec prompt is 2,382 T5 tokens (8-shot complex).
@@ -128,7 +133,9 @@ def check_output_dir(path: Path) -> None:
 
 def check_options(cfg: EvalConfig) -> None:
     check_positive("--limit", cfg.limit)
-    check_positive("--batch-size", cfg.batch_size)
+    check_batch_size("--batch-size", cfg.batch_size)
+    check_positive("--max-batch-size", cfg.max_batch_size)
+    check_choice("--backend", cfg.backend, BACKENDS)
     check_positive("--max-length", cfg.max_length)
     check_positive("--max-gen-toks", cfg.max_gen_toks)
     if cfg.split_mode is not None:
@@ -290,6 +297,7 @@ def prepare(cfg: EvalConfig, warn: Callable[[str], None] = print) -> dict:
     if _all_spec(cfg.tasks):  # other names are checked against lm-eval's index in `run`
         check_tasks(cfg.tasks)
     device = check_device(cfg.device)
+    check_backend_environment(cfg.backend, device)
     check_output_dir(Path(cfg.output_dir))
     root = data_dir()
     data_status = check_data(root, cfg.strict_data, warn)
@@ -307,15 +315,15 @@ def run(cfg: EvalConfig, warn: Callable[[str], None] = print) -> dict:
 
     checked = prepare(cfg, warn)
     model_path, pipeline_check, seq2seq = check_model(cfg.model)  # before lm-eval indexes its ~10K task files
+    backend = choose_backend(cfg.backend, seq2seq, checked["device"], warn=warn)
     _quiet_libraries()
     manager = _task_manager(_metadata(cfg) or None)
     if not _all_spec(cfg.tasks):  # names from lm-eval's own catalogue: checked against its index
         known = set(manager.all_tasks)
         check_tasks(cfg.tasks, known_elsewhere=known.__contains__)
-    model_args = {"pretrained": model_path, **cfg.extra_model_args}
     max_length = cfg.max_length or (SEQ2SEQ_MAX_LENGTH if seq2seq else None)
-    if max_length:
-        model_args["max_length"] = max_length
+    model_args = model_arguments(backend, model_path, max_length, cfg.seed, cfg.extra_model_args)
+    batch = batch_arguments(backend, check_batch_size("--batch-size", cfg.batch_size), cfg.max_batch_size, checked["device"])
     gen_kwargs = {"max_gen_toks": cfg.max_gen_toks} if cfg.max_gen_toks else None
     if seq2seq:
         # lm-eval hands seq2seq `generate` max_length = encoder length + max_gen_toks, which bounds
@@ -326,22 +334,23 @@ def run(cfg: EvalConfig, warn: Callable[[str], None] = print) -> dict:
     # A path ending in .json makes lm-eval write results_<date>.json / samples_<task>_<date>.jsonl
     # straight into our run folder instead of a folder named after the model path.
     tracker = EvaluationTracker(output_path=str(out_dir / "results.json"))
-    results = lm_eval.simple_evaluate(
-        model="hf",
-        model_args=model_args,
-        tasks=cfg.tasks,
-        limit=cfg.limit,
-        batch_size=cfg.batch_size,
-        device=checked["device"],
-        task_manager=manager,
-        log_samples=True,
-        evaluation_tracker=tracker,
-        gen_kwargs=gen_kwargs,
-        random_seed=cfg.seed,
-        numpy_random_seed=cfg.seed,
-        torch_random_seed=cfg.seed,
-        fewshot_random_seed=cfg.seed,
-    )
+    # lm-eval print()s its batch-size probe: onto stderr with it, so stdout (`--json`) stays parseable.
+    with recorded_probes(backend, batch["batch_size"]) as probed, contextlib.redirect_stdout(sys.stderr):
+        results = lm_eval.simple_evaluate(
+            model=backend,  # lm-eval's names: "hf", "vllm"
+            model_args=model_args,
+            tasks=cfg.tasks,
+            limit=cfg.limit,
+            **batch,
+            task_manager=manager,
+            log_samples=True,
+            evaluation_tracker=tracker,
+            gen_kwargs=gen_kwargs,
+            random_seed=cfg.seed,
+            numpy_random_seed=cfg.seed,
+            torch_random_seed=cfg.seed,
+            fewshot_random_seed=cfg.seed,
+        )
     if results is None:  # non-zero rank in a distributed run
         return {}
     samples = results.pop("samples", None)
@@ -352,6 +361,9 @@ def run(cfg: EvalConfig, warn: Callable[[str], None] = print) -> dict:
     summary = summarise(results)
     summary["model"] = cfg.model
     summary["pipeline_check"] = pipeline_check
+    summary["backend"] = backend
+    summary["batch_size"] = batch["batch_size"]  # as handed to lm-eval; the sizes `auto` picked follow
+    summary["batch_sizes"] = probed or list(results.get("config", {}).get("batch_sizes") or [])
     if pipeline_check:
         summary["note"] = PIPELINE_CHECK_NOTE
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}

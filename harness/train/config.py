@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UsageError, check_choice, check_positive
+from harness.errors import UsageError, check_batch_size, check_choice, check_positive
 from harness.mixing import BATCH_SIZES, FORMATS
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -76,7 +76,7 @@ class TrainConfig:
     eval_tasks: list[str] = field(default_factory=lambda: ["gsm8k_cot_spec_dev", "mas_cot_spec_dev", "bbh_ao_spec", "bbh_cot_spec"])
     eval_limits: dict[str, float] = field(default_factory=dict)  # per task --limit
     eval_limit: float | None = None  # default --limit for tasks not in eval_limits
-    eval_batch_size: int = 8
+    eval_batch_size: int | str = 8  # or "auto" / "auto:N": lm-eval probes the largest that fits (see `harness eval --batch-size`)
     eval_max_gen_toks: int | None = None  # None: the tasks' 256 new tokens (the authors'); smaller for quick CPU checks
     evaluate: bool = True  # evaluate each checkpoint as it is written
     log_every_steps: int = 1
@@ -122,7 +122,7 @@ class TrainConfig:
         check_positive("epochs", self.epochs)
         check_positive("checkpoint_every_examples", self.checkpoint_every_examples)
         check_positive("log_every_steps", self.log_every_steps)
-        check_positive("eval_batch_size", self.eval_batch_size)
+        check_batch_size("eval_batch_size", self.eval_batch_size)
         for name in ("max_examples", "max_steps", "max_grad_norm", "grad_accum", "keep_checkpoints", "max_source_tokens", "eval_limit",
                      "eval_max_gen_toks"):
             value = getattr(self, name)
@@ -150,7 +150,7 @@ def _read(source: str | Path) -> tuple[dict[str, Any], Path]:
     import yaml
 
     path = Path(source)
-    if not path.exists() and not path.suffix:
+    if not path.exists() and (not path.suffix or (CONFIG_DIR / f"{source}.yaml").is_file()):  # a dotted name: qwen2.5-0.5b
         path = CONFIG_DIR / f"{source}.yaml"
     if not path.is_file():
         raise UsageError(f"--config: no such file or preset {str(source)!r}; presets: {', '.join(preset_names())}")

@@ -84,3 +84,23 @@ def test_overrides_read_as_yaml():
     assert parse_override("max_grad_norm=null") == ("max_grad_norm", None)
     cfg = load_config("faithful-base", {"lr": 1, "epochs": 2})
     assert cfg.lr == 1.0 and isinstance(cfg.lr, float) and cfg.epochs == 2
+
+
+@pytest.mark.parametrize("text, value", [("8", 8), ("'8'", "8"), ("auto", "auto"), ("auto:4", "auto:4"), ('"auto"', "auto")])
+def test_eval_batch_size_takes_lm_evals_forms(text, value):
+    cfg = load_config("faithful-base", dict([parse_override(f"eval_batch_size={text}")]) | {"formats_dir": "x"})
+    cfg.check()  # no error
+    assert cfg.eval_batch_size == value  # handed to `harness eval` as given; it parses "8" to 8
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "fast", "auto:x", "auto:0"])
+def test_bad_eval_batch_size_names_the_setting_and_the_forms(value, tmp_path):
+    preset = tmp_path / "mine.yaml"
+    preset.write_text(f"base: cpu-tiny\neval_batch_size: {value}\n")
+    with pytest.raises(UsageError, match=r"^eval_batch_size: .* positive integer, auto, or auto:N"):
+        load_config(preset, {"formats_dir": "x"}).check()
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_every_preset_loads_and_checks(name):
+    load_config(name, {"formats_dir": "x"}).check()

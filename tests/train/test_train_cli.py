@@ -42,6 +42,13 @@ def test_bad_choice_names_the_allowed_values(capsys, tmp_path):
     short_error(err, "loss", "distribution")
 
 
+@pytest.mark.parametrize("value", ["0", "fast", "auto:0"])
+def test_bad_eval_batch_size_in_set(capsys, tmp_path, value):
+    code, _, err = run_cli(capsys, "train", "--config", "cpu-tiny", "--formats", str(tmp_path), "--set", f"eval_batch_size={value}")
+    assert code == 2
+    short_error(err, "eval_batch_size", "auto:N")
+
+
 def test_data_error_names_file_record_field(capsys, tmp_path, t5_tokenizer):
     def edit(fmt, rows):
         rows[2]["topk_probs"][0][0] = 2.5
