@@ -12,7 +12,7 @@ from pathlib import Path
 from harness.checksums import manifest, sha256_of
 from harness.config import REPO_ROOT
 
-PACKAGES = ("torch", "transformers", "accelerate", "lm-eval", "triton", "tiktoken", "sentencepiece", "numpy", "datasets")
+PACKAGES = ("torch", "transformers", "accelerate", "lm-eval", "triton", "tiktoken", "sentencepiece", "numpy", "datasets", "vllm")
 
 
 def git_commit() -> str:

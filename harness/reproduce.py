@@ -13,7 +13,8 @@ Profiles
   test sets; teacher data from the authors' released format pickles (`--authors-formats`) or from
   a teacher config (`--teacher-config`); `--checkpoint ROW=PATH` evaluates already-specialized
   models instead of training. Evaluation batches with lm-eval's `batch_size auto` (T5 on hf) and
-  runs decoder-only students on lm-eval's vLLM backend when vLLM is installed (`--backend auto`).
+  runs a decoder-only student (a `--checkpoint` row; the profile's own rows are all T5) on
+  lm-eval's vLLM backend when vLLM is installed (`--backend auto`).
   Needs GPUs (see README for hours and disk).
 """
 

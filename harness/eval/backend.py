@@ -4,18 +4,19 @@
   lm-eval probes the largest batch that fits, halving from `max_batch_size` (default 64) on OOM.
   For generation it probes once (`auto:N` re-probes only loglikelihood requests), with inputs
   *and* targets `max_length` long (4,096 for T5 here), so for T5 it settles lower than the real
-  prompts (at most 2,382 tokens) and 256-token outputs need. Only a smaller `max_length` would
-  tighten the probe, and lm-eval also left-truncates prompts to it, so it stays at 4,096.
+  prompts (at most 2,382 tokens) and 256-token outputs need. A smaller `max_length` tightens the
+  probe, but lm-eval also left-truncates prompts to it, so the default stays at 4,096.
 - `vllm` (lm-eval's VLLM class): decoder-only models only, needs the vllm package and a CUDA GPU;
   vLLM schedules its own batches, so the batch size defaults to `auto` (`max_batch_size` becomes
   vLLM's max_num_seqs).
-- `auto`: vllm where all three hold, else hf.
+- `auto`: vllm where all three hold and the device is plain `cuda` (no index), else hf.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import sys
 from typing import Callable, Iterator
 
 from harness.eval import EvalSetupError
@@ -39,18 +40,23 @@ def check_backend_environment(requested: str, device: str, has_vllm: bool | None
 
 
 def choose_backend(requested: str, seq2seq: bool, device: str, has_vllm: bool | None = None,
-                   warn: Callable[[str], None] = print) -> str:
+                   warn: Callable[[str], None] | None = None) -> str:
     """"hf" or "vllm" for a model (seq2seq: encoder-decoder) on `device`; see the module docstring."""
     has_vllm = vllm_installed() if has_vllm is None else has_vllm
-    if requested == "hf" or (requested == "auto" and (seq2seq or not has_vllm or not device.startswith("cuda"))):
+    # auto keeps hf for a device index too: vLLM would take CUDA_VISIBLE_DEVICES, not cuda:N
+    if requested == "hf" or (requested == "auto" and (seq2seq or not has_vllm or device != "cuda")):
         return "hf"
     if seq2seq:
         raise EvalSetupError("--backend vllm: vLLM serves decoder-only models and this is an encoder-decoder (T5) model; "
                              "run it with --backend hf")
     check_backend_environment("vllm", device, has_vllm)
     if ":" in device:
-        warn(f"WARNING: --device {device} is ignored by vLLM; choose its GPUs with CUDA_VISIBLE_DEVICES.")
+        (warn or _stderr)(f"WARNING: --device {device} is ignored by vLLM; choose its GPUs with CUDA_VISIBLE_DEVICES.")
     return "vllm"
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def model_arguments(backend: str, pretrained: str, max_length: int | None, seed: int, extra: dict) -> dict:

@@ -270,6 +270,8 @@ def run_sampling(
             stats["last_run"] = {"teacher": getattr(teacher, "model", None), **counters}
         elif "last_run" in previous:
             stats["last_run"] = previous["last_run"]
+        if teacher is None:  # nothing left to do, the teacher never loaded: its marker's notes stand
+            notes += [n for n in previous.get("notes", []) if n not in notes]
         if notes:
             stats["notes"] = notes
             stats["pipeline_check"] = any(n.startswith("PIPELINE CHECK") for n in notes)
@@ -286,12 +288,12 @@ def run_sampling(
 def throughput(counters: dict[str, int], seconds: float) -> dict[str, float | None]:
     """What a run measured: wall seconds, seconds per 1K questions, samples and tokens per second
     (the README's "time per 1K questions" for a given teacher is this, from a real run)."""
-    q, seconds = counters["questions"], round(seconds, 3)
+    q, seconds = counters["questions"], max(seconds, 1e-6)
     return {
-        "wall_s": seconds,
+        "wall_s": round(seconds, 3),
         "seconds_per_1k_questions": round(1000 * seconds / q, 1) if q else None,
-        "samples_per_s": round(counters["samples"] / seconds, 2) if q and seconds else None,
-        "tokens_per_s": round(counters["tokens"] / seconds, 1) if q and seconds else None,
+        "samples_per_s": round(counters["samples"] / seconds, 2) if q else None,
+        "tokens_per_s": round(counters["tokens"] / seconds, 1) if q else None,
     }
 
 

@@ -20,6 +20,7 @@ from harness.eval.backend import batch_arguments, choose_backend, model_argument
     ("auto", False, "cuda", False, "hf"),  # vLLM not installed
     ("auto", False, "cpu", True, "hf"),  # no GPU
     ("auto", False, "cuda", True, "vllm"),
+    ("auto", False, "cuda:1", True, "hf"),  # a device index: vLLM would ignore it, so hf keeps it
     ("vllm", False, "cuda:0", True, "vllm"),
 ])
 def test_backend_choice(requested, seq2seq, device, has_vllm, chosen):

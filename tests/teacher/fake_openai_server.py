@@ -236,6 +236,8 @@ def status_fault(fault: dict):
         return int(kind), {"error": {"message": f"injected {kind}", "type": "server_error"}}, headers
     if kind == "400":
         return 400, {"error": {"message": fault.get("message", "injected bad request"), "type": "invalid_request_error"}}, []
+    if kind == "422":  # FastAPI's validation error (SGLang, some proxies): no `message`, a `detail`
+        return 422, {"detail": [{"loc": ["body", "logprobs"], "msg": fault.get("message", "injected invalid field")}]}, []
     return None
 
 
@@ -274,7 +276,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeOpenAIServer:
-    """`plan`: faults served in order, one per request ({"kind": "429"|"500"|"503"|"408"|"400"|
+    """`plan`: faults served in order, one per request ({"kind": "429"|"500"|"503"|"408"|"400"|"422"|
     "401_echo"|"timeout"|"malformed"|"truncated"|"reset", plus "retry_after", "retry_after_ms",
     "sleep_s", "message"}). `fault_every`: also fail every Nth request (alternating 429 / 500).
     `topk_cap`: return at most this many top-k entries. `max_n`: return at most this many choices.

@@ -153,6 +153,13 @@ def test_bad_request_fails_at_once_with_the_server_message(serve):
     assert teacher.usage.retries == 0 and len(str(err.value).splitlines()) == 1
 
 
+def test_a_validation_error_without_message_shows_its_detail(serve):
+    server = serve(plan=[{"kind": "422", "message": "Input should be less than or equal to 20"}])
+    with pytest.raises(TeacherHTTPError) as err:
+        teacher_for(server, concurrency=1).sample(requests_(count=1))
+    assert err.value.status == 422 and "Input should be less than or equal to 20" in str(err.value)
+
+
 def test_gives_up_after_max_retries(serve):
     server = serve(plan=[{"kind": "500"}] * 3)
     teacher = teacher_for(server, concurrency=1, max_retries=2)
@@ -285,10 +292,17 @@ def test_spell_conventions():
 def test_config_env_validation_and_cost(monkeypatch):
     monkeypatch.setenv("SPEC_TEACHER_BASE_URL", "http://user:secret@127.0.0.1:8000/v1")
     monkeypatch.setenv("SPEC_TEACHER_MODEL", "m")
+    with pytest.raises(UsageError, match=r"credentials inside the URL.*http://127.0.0.1:8000/v1.*\$OPENAI_API_KEY") as err:
+        OpenAIConfig.from_env()
+    assert "secret" not in str(err.value)
+    for bad in ("127.0.0.1:8000/v1", "ftp://host/v1", "http://"):
+        with pytest.raises(UsageError, match="not an http:// or https:// URL"):
+            OpenAIConfig(bad, "m")
+    monkeypatch.setenv("SPEC_TEACHER_BASE_URL", "http://127.0.0.1:8000/v1/")
     config = OpenAIConfig.from_env(concurrency=10, tokens_per_minute=1_000_000)
-    assert config.model == "m" and config.public()["base_url"] == "http://127.0.0.1:8000/v1"
+    assert config.model == "m" and config.public()["base_url"] == "http://127.0.0.1:8000/v1/"
     for text in (repr(config), repr(OpenAITeacher(config)), json.dumps(OpenAITeacher(config).settings())):
-        assert "secret" not in text and "127.0.0.1:8000" in text
+        assert "127.0.0.1:8000" in text
     with pytest.raises(UsageError, match="api"):
         OpenAIConfig("http://127.0.0.1/v1", "m", api="responses")
     with pytest.raises(UsageError, match="concurrency"):
