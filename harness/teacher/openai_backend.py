@@ -15,15 +15,9 @@ pauses every request until it has passed. Other 4xx fail at once with the status
 server's message. The API key is read from `$api_key_env` when the client is made and is kept
 nowhere else: not in the config, `settings()`, messages or logs.
 
-Token strings spell the text ("".join(tokens) == text). Servers send per-token strings that
-cannot always be decoded alone: OpenAI spells a token holding part of a UTF-8 character
-"bytes:\\xe2\\x80" (legacy completions) or gives its exact `bytes` (chat); vLLM puts U+FFFD in
-the string (and in chat `bytes`). Exact bytes are decoded incrementally, so a character belongs
-to the token that completes it (the tokens before it spell ""). U+FFFD pieces are re-spelled
-against the text, each standing for at most one non-ASCII character, again given to the last
-token that can hold it. Top-k alternatives keep the server's string, partial bytes shown as U+FFFD.
-vLLM ends the text before a stop string but sends the tokens through it: those are cut at the
-text's end. Scoring (completions only) echoes prompt + text with max_tokens 0 (1 where the
+Token strings spell the text ("".join(tokens) == text; see token_spelling.py for the servers'
+conventions for partial UTF-8). Top-k alternatives keep the server's string, partial bytes shown
+as U+FFFD. Scoring (completions only) echoes prompt + text with max_tokens 0 (1 where the
 server refuses 0; the generated token is dropped) and keeps the positions that cover the text,
 found from the token offsets: the text_offset of the respelled tokens, recomputed here because
 vLLM's counts its U+FFFD placeholders and drifts after a split character. A token that straddles
@@ -35,10 +29,8 @@ server cap on n) are counted in `notes`.
 from __future__ import annotations
 
 import asyncio
-import codecs
 import collections
 import email.utils
-import math
 import os
 import random
 import re
@@ -49,6 +41,7 @@ from typing import Sequence
 
 from harness.errors import DataError, HarnessError, UsageError, check_choice, check_positive
 from harness.teacher.base import Completion, Progress, SampleRequest, ScoreRequest, UsageCounter
+from harness.teacher.token_spelling import display_token, legacy_entries, logprob_or_nan, spell
 
 try:
     import orjson
@@ -65,7 +58,6 @@ except ImportError:  # pragma: no cover
 APIS = ("completions", "chat")
 HTTP_CLIENTS = ("aiohttp", "httpx")  # the openai client's transport: aiohttp costs less CPU per request
 MAX_RETRY_AFTER_S = 600.0  # a longer Retry-After is clamped to this
-REPLACEMENT = "\ufffd"
 
 
 @dataclass(frozen=True)
@@ -417,8 +409,8 @@ class OpenAITeacher:
         wire = lp["tokens"]
         tokens = spell(wire, None, text, allow_prefix=choice.get("finish_reason") == "stop", notes=self.notes)
         m = len(tokens)
-        tops = [self._top(_legacy_entries(e), k) for e in (lp.get("top_logprobs") or [None] * len(wire))[:m]]
-        return Completion(text, tokens, [_float(x, self.notes) for x in lp["token_logprobs"][:m]],
+        tops = [self._top(legacy_entries(e), k) for e in (lp.get("top_logprobs") or [None] * len(wire))[:m]]
+        return Completion(text, tokens, [logprob_or_nan(x, self.notes) for x in lp["token_logprobs"][:m]],
                           [t for t, _ in tops], [v for _, v in tops], choice.get("finish_reason"),
                           prompt_tokens=prompt_tokens, completion_tokens=len(wire))
 
@@ -430,9 +422,9 @@ class OpenAITeacher:
         tokens = spell([e["token"] for e in content], [e.get("bytes") for e in content], text,
                        allow_prefix=choice.get("finish_reason") == "stop", notes=self.notes)
         m = len(tokens)
-        tops = [self._top([(_display(t["token"], t.get("bytes")), t["logprob"]) for t in e.get("top_logprobs") or []], k)
+        tops = [self._top([(display_token(t["token"], t.get("bytes")), t["logprob"]) for t in e.get("top_logprobs") or []], k)
                 for e in content[:m]]
-        return Completion(text, tokens, [_float(e["logprob"], self.notes) for e in content[:m]],
+        return Completion(text, tokens, [logprob_or_nan(e["logprob"], self.notes) for e in content[:m]],
                           [t for t, _ in tops], [v for _, v in tops], choice.get("finish_reason"),
                           prompt_tokens=prompt_tokens, completion_tokens=len(content))
 
@@ -478,113 +470,16 @@ class OpenAITeacher:
         tops = []
         for i, _ in keep:
             if tops_raw[i] is not None or i >= len(vllm) or vllm[i] is None:
-                tops.append(self._top(_legacy_entries(tops_raw[i]), req.top_k))
+                tops.append(self._top(legacy_entries(tops_raw[i]), req.top_k))
             else:  # vLLM: {id: {logprob, rank, decoded_token}}, the prompt's own token added with rank > k
                 entries = [(e["decoded_token"], e["logprob"]) for e in vllm[i].values() if e.get("rank", 1) <= req.top_k]
                 tops.append(self._top(entries, req.top_k))
         if req.top_k and not any(t for t, _ in tops):
             raise DataError("teacher server returned no top-k for the echoed prompt"
                             + ("" if self.config.prompt_logprobs else " (vLLM: set prompt_logprobs=True)"))
-        return Completion(req.text, [t for _, t in keep], [_float(lp["token_logprobs"][i], self.notes) for i, _ in keep],
+        return Completion(req.text, [t for _, t in keep], [logprob_or_nan(lp["token_logprobs"][i], self.notes) for i, _ in keep],
                           [t for t, _ in tops], [v for _, v in tops], None,
                           prompt_tokens=keep[0][0], completion_tokens=len(keep))
-
-
-# ---- token spelling
-def _wire_bytes(token: str) -> bytes:
-    if token.startswith("bytes:"):  # OpenAI: "bytes:\\xe2\\x80" for a token that is not whole UTF-8
-        return codecs.escape_decode(token[6:].encode())[0]
-    return token.encode()
-
-
-def _display(token: str, raw=None) -> str:
-    if raw is None and not token.startswith("bytes:"):
-        return token
-    return (bytes(raw) if raw is not None else _wire_bytes(token)).decode("utf-8", errors="replace")
-
-
-def _legacy_entries(top: dict | None) -> list[tuple[str, float]]:
-    if not top:
-        return []
-    return [(_display(t) if t.startswith("bytes:") else t, v) for t, v in top.items()]
-
-
-def _float(x, notes) -> float:
-    if x is None:
-        notes["missing_logprob"] += 1
-        return math.nan
-    return float(x)
-
-
-def spell(wire: Sequence[str], raw: Sequence | None, text: str, *, allow_prefix: bool, notes=None) -> list[str]:
-    """Token strings that spell `text` (or, with `allow_prefix`, the tokens up to the end of
-    `text`, the last one cut). `raw`: exact bytes per token (chat), else taken from `wire`."""
-    data = [bytes(r) if r is not None else _wire_bytes(w) for w, r in zip(wire, raw or [None] * len(wire))]
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    strings = [decoder.decode(b) for b in data]
-    if strings:
-        strings[-1] += decoder.decode(b"", final=True)
-    joined = "".join(strings)
-    if joined == text:
-        return strings
-    if allow_prefix and joined.startswith(text):
-        if notes is not None:
-            notes["tokens_cut_after_stop"] += 1
-        return _cut(strings, len(text))
-    out = _respell([b.decode("utf-8", errors="replace") for b in data], text, allow_prefix)
-    if out is None:
-        raise DataError(f"teacher tokens do not spell the returned text ({len(wire)} tokens, text starts {text[:40]!r})")
-    if notes is not None:
-        notes["respelled_completions"] += 1
-    return out
-
-
-def _cut(strings: list[str], n: int) -> list[str]:
-    out, pos = [], 0
-    for s in strings:
-        if pos >= n and out:
-            break
-        out.append(s[: n - pos])
-        pos += len(out[-1])
-    return out
-
-
-def _respell(pieces: list[str], text: str, allow_prefix: bool) -> list[str] | None:
-    """Match the pieces' characters to `text`, each U+FFFD standing for zero or one non-ASCII
-    character (forward: the reachable text positions before each character; backward: one
-    consistent path, giving a character to the latest U+FFFD that can take it)."""
-    items = [ch for p in pieces for ch in p]
-    n, reach = len(text), [{0}]
-    for ch in items:
-        nxt = set()
-        for p in reach[-1]:
-            if ch == REPLACEMENT:
-                nxt.add(p)
-                if p < n and ord(text[p]) > 127:
-                    nxt.add(p + 1)
-            elif p < n and text[p] == ch:
-                nxt.add(p + 1)
-        if not nxt:
-            break
-        reach.append(nxt)
-    complete = len(reach) == len(items) + 1 and n in reach[-1]
-    ends = [len(items)] if complete else [t for t in range(len(reach)) if n in reach[t]] if allow_prefix else []
-    if not ends:
-        return None
-    end_t = max(ends)
-    before, pos = [0] * (end_t + 1), n
-    before[end_t] = n
-    for t in range(end_t - 1, -1, -1):
-        if items[t] != REPLACEMENT or (pos - 1 in reach[t] and pos > 0 and ord(text[pos - 1]) > 127):
-            pos -= 1
-        before[t] = pos
-    out, first = [], 0
-    for p in pieces:
-        if first >= end_t and not complete:
-            break
-        out.append(text[before[min(first, end_t)] : before[min(first + len(p), end_t)]])
-        first += len(p)
-    return out
 
 
 # ---- helpers

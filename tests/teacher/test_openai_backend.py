@@ -22,7 +22,6 @@ from harness.teacher.openai_backend import (
     _Bucket,
     _retry_after,
     estimate_cost,
-    spell,
 )
 from tests.teacher.fake_openai_server import FakeOpenAIServer, expected_sample, expected_score
 
@@ -272,21 +271,6 @@ def test_token_bucket_waits_and_runs_into_debt():
 
     first, second = asyncio.run(go())
     assert first >= 0.95 and second >= 0.2
-
-
-def test_spell_conventions():
-    # OpenAI: partial UTF-8 as "bytes:\\x..": the character goes to the token that completes it
-    assert spell([" caf", "bytes:\\xc3", "bytes:\\xa9", "!"], None, " café!", allow_prefix=False) == [" caf", "", "é", "!"]
-    # chat: exact bytes
-    assert spell(["x", "\\xe2\\x80", "\\x99"], [[120], [226, 128], [153]], "x’", allow_prefix=False) == ["x", "", "’"]
-    # vLLM: U+FFFD placeholders are matched against the text
-    assert spell([" caf", "\ufffd", "\ufffd", "!"], None, " café!", allow_prefix=False) == [" caf", "", "é", "!"]
-    assert spell(["\ufffd", "\ufffd\ufffd", "a"], None, "😀a", allow_prefix=False) == ["", "😀", "a"]
-    # vLLM stop strings: tokens run past the text; cut at its end
-    assert spell([" The", " end", "\n\nQ", "uestion"], None, " The end\n", allow_prefix=True) == [" The", " end", "\n"]
-    assert spell([" caf", "\ufffd", "\ufffd", " Question"], None, " café", allow_prefix=True) == [" caf", "", "é"]
-    with pytest.raises(DataError, match="do not spell"):
-        spell([" The", " end"], None, " The start", allow_prefix=False)
 
 
 def test_config_env_validation_and_cost(monkeypatch):
