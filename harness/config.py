@@ -14,6 +14,7 @@ from harness.errors import DataError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TASKS_DIR = REPO_ROOT / "tasks"
 ENV_DATA_DIR = "SPEC_DATA_DIR"
+EVAL_BATCH_SIZE = 8  # generation batch of `harness eval` on transformers, and of checkpoint evals while training
 
 
 class DataDirError(DataError, RuntimeError):

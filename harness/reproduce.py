@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from harness.config import EVAL_BATCH_SIZE
 from harness.errors import UsageError, check_choice
 from harness.records import atomic_write
 
@@ -48,7 +49,7 @@ class Profile:
     bbh_limit: float | None  # --limit per BBH subtask
     teacher_limit: int | None  # GSM8K train questions the CPU teacher scores
     train_overrides: dict = field(default_factory=dict)
-    batch_size: int | str = 8  # `harness eval --batch-size`; "auto": lm-eval finds the largest that fits
+    batch_size: int | str = EVAL_BATCH_SIZE  # `harness eval --batch-size`; "auto": lm-eval finds the largest that fits
     backend: str = "hf"  # `harness eval --backend`; "auto": vLLM for decoder-only students when installed, on a GPU
     max_gen_toks: int | None = None  # None: the tasks' 256 (the authors')
 

@@ -19,10 +19,11 @@ import importlib.util
 import sys
 from typing import Callable, Iterator
 
+from harness.config import EVAL_BATCH_SIZE
 from harness.eval import EvalSetupError
 
 BACKENDS = ("hf", "vllm", "auto")
-DEFAULT_BATCH_SIZE = {"hf": 8, "vllm": "auto"}
+DEFAULT_BATCH_SIZE = {"hf": EVAL_BATCH_SIZE, "vllm": "auto"}
 
 
 def vllm_installed() -> bool:

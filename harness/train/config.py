@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from harness.config import EVAL_BATCH_SIZE
 from harness.errors import UsageError, check_batch_size, check_choice, check_positive
 from harness.mixing import BATCH_SIZES, FORMATS
 
@@ -76,7 +77,7 @@ class TrainConfig:
     eval_tasks: list[str] = field(default_factory=lambda: ["gsm8k_cot_spec_dev", "mas_cot_spec_dev", "bbh_ao_spec", "bbh_cot_spec"])
     eval_limits: dict[str, float] = field(default_factory=dict)  # per task --limit
     eval_limit: float | None = None  # default --limit for tasks not in eval_limits
-    eval_batch_size: int | str = 8  # or "auto" / "auto:N": lm-eval probes the largest that fits (see `harness eval --batch-size`)
+    eval_batch_size: int | str = EVAL_BATCH_SIZE  # or "auto" / "auto:N": lm-eval probes the largest that fits (see `harness eval --batch-size`)
     eval_max_gen_toks: int | None = None  # None: the tasks' 256 new tokens (the authors'); smaller for quick CPU checks
     evaluate: bool = True  # evaluate each checkpoint as it is written
     log_every_steps: int = 1
