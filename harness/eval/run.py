@@ -22,18 +22,15 @@ from typing import Callable
 
 from harness.checksums import check_files
 from harness.config import TASKS_DIR, data_dir
-from harness.data.bbh import TASKS
 from harness.errors import UsageError, check_batch_size, check_choice, check_positive
 from harness.eval import EvalSetupError
 from harness.eval.backend import (BACKENDS, batch_arguments, check_backend_environment, choose_backend, model_arguments,
                                   recorded_probes)
-from harness.eval.summary import bbh_means
+from harness.eval.summary import summarise
 from harness.eval.tiny import model_label, resolve_model
 from harness.manifest import run_manifest
 from harness.records import atomic_write
 
-BBH_PREFIXES = ("bbh_cot_spec_", "bbh_ao_spec_faithful_", "bbh_ao_spec_")
-RULES = ("acc_faithful", "acc_corrected", "acc_bbh")
 SEQ2SEQ_MAX_LENGTH = 4096
 T5_MAX_NEW_TOKENS = 255  # the authors' generate(max_length=256) counts the decoder start token
 PIPELINE_CHECK_NOTE = "PIPELINE CHECK: the model has random weights; these numbers test the plumbing and are not results."
@@ -200,49 +197,6 @@ def check_data(root: Path, strict: bool, warn: Callable[[str], None]) -> dict[st
             raise EvalSetupError(message + "\n--strict-data is set; fix the files with `python -m harness data download`.")
         warn(f"WARNING: {message}; results may not be comparable (use --strict-data to stop instead).")
     return status
-
-
-# --- summary -------------------------------------------------------------------------------------
-
-
-def bbh_subtask(task_name: str) -> tuple[str, str] | None:
-    """'bbh_ao_spec_faithful_snarks' -> ('bbh_ao_spec_faithful', 'snarks'); None for other names."""
-    for prefix in sorted(BBH_PREFIXES, key=len, reverse=True):
-        if task_name.startswith(prefix) and task_name[len(prefix):] in TASKS:
-            return prefix.rstrip("_"), task_name[len(prefix):]
-    return None
-
-
-def summarise(results: dict) -> dict:
-    """Per-task accuracies (percent) for every rule a task reports, plus BBH 27/23 means per protocol.
-    A group's `n` is the sum of its members' items."""
-    rows = results.get("results", {})
-    n_samples = results.get("n-samples", {})
-    members = results.get("group_subtasks", {})
-    tasks = {}
-    for name, metrics in rows.items():
-        entry = {}
-        for rule in RULES:
-            value = metrics.get(f"{rule},none")
-            if isinstance(value, (int, float)):
-                entry[rule] = round(100 * value, 4)
-        if entry:
-            entry["n"] = n_samples.get(name, {}).get("effective")
-            tasks[name] = entry
-    for name, entry in tasks.items():
-        if entry["n"] is None and members.get(name):
-            counts = [n_samples.get(m, {}).get("effective") for m in members[name]]
-            entry["n"] = sum(c for c in counts if c is not None) if any(c is not None for c in counts) else None
-    out = {"tasks": tasks, "bbh": {}}
-    for rule in RULES:
-        per_protocol: dict[str, dict[str, tuple[float, int]]] = {}
-        for name, entry in tasks.items():
-            found = bbh_subtask(name)
-            if found and rule in entry and entry.get("n"):
-                per_protocol.setdefault(found[0], {})[found[1]] = (entry[rule], entry["n"])
-        for protocol, per_task in per_protocol.items():
-            out["bbh"].setdefault(protocol, {})[rule] = {**bbh_means(per_task), "subtasks": len(per_task)}
-    return out
 
 
 # --- the run -------------------------------------------------------------------------------------

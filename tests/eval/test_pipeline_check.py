@@ -3,7 +3,7 @@ are named from the model, never from a local path; group rows carry their item c
 
 import shutil
 
-from harness.eval.run import summarise
+from harness.eval.summary import summarise
 from harness.eval.tiny import MARKER, build_tiny_t5, is_pipeline_check, model_label, resolve_model
 
 
