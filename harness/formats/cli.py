@@ -33,11 +33,14 @@ class AlignedLookup(Mapping):
             from harness.errors import DataError
 
             raise DataError(f"{folder}: no aligned targets (data/part-*.parquet); run `harness align run STORE {folder}` first")
-        table = pa.concat_tables(pq.read_table(s, columns=["question_id", "sample_index", "status", *self.FIELDS]) for s in shards)
-        self.table = table.filter(pc.equal(table.column("status"), "ok")).select(list(self.FIELDS)).combine_chunks()
-        keys = zip(table.filter(pc.equal(table.column("status"), "ok")).column("question_id").to_pylist(),
-                   table.filter(pc.equal(table.column("status"), "ok")).column("sample_index").to_pylist())
-        self.index = {key: i for i, key in enumerate(keys)}
+        ok = []  # filtered shard by shard: only one unfiltered shard is in memory at a time
+        for shard in shards:
+            part = pq.read_table(shard, columns=["question_id", "sample_index", "status", *self.FIELDS])
+            ok.append(part.filter(pc.equal(part.column("status"), "ok")))
+        table = pa.concat_tables(ok)
+        self.index = {key: i for i, key in enumerate(zip(table.column("question_id").to_pylist(),
+                                                         table.column("sample_index").to_pylist()))}
+        self.table = table.select(list(self.FIELDS))  # chunked: slices cross shard boundaries as they are
         self._block: tuple[int, dict[str, list]] | None = None
 
     def __getitem__(self, key):
