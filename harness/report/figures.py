@@ -45,6 +45,15 @@ def _empty(ax, text: str) -> None:
     ax.set_yticks([])
 
 
+def _label(ax, has_lines: bool, ylabel: str, title: str) -> None:
+    """Axes over training examples: labels and legend where lines were drawn, the title always."""
+    if has_lines:
+        ax.set_xlabel("training examples")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=10)
+
+
 def fig2(paper: Paper, results: Results) -> Drawn:
     """GSM8K dev accuracy against log model size, before and after, T5 and Flan-T5 (Table 2)."""
     fig = Figure(figsize=(9, 3.6))
@@ -83,11 +92,7 @@ def fig3(results: Results) -> Drawn:
         models = sorted({m for m, _, _ in runs})
         for (model, matching, run), points in sorted(runs.items()):
             ax.plot(*zip(*sorted(points)), ls=STYLE[matching], marker=".", color=f"C{models.index(model)}", label=f"{model}, {matching}")
-        if runs:
-            ax.set_xlabel("training examples")
-            ax.set_ylabel("accuracy (%)")
-            ax.legend(fontsize=7)
-        ax.set_title(title, fontsize=10)
+        _label(ax, bool(runs), "accuracy (%)", title)
     fig.tight_layout()
     caption = "Fig. 3: accuracy over training examples (solid: distribution matching, dashed: sample matching)."
     return Drawn("fig3.png", caption, _png(fig), bool(results.curves))
@@ -108,11 +113,7 @@ def fig4(results: Results) -> Drawn:
         for (run, test), points in sorted(lines.items()):
             label = f"tested {test.replace('_', '-')}" + (f" ({run})" if several else "")
             ax.plot(*zip(*sorted(points)), ls=STYLE[test], marker=".", label=label)
-        if lines:
-            ax.set_xlabel("training examples")
-            ax.set_ylabel("GSM8K dev accuracy (%)")
-            ax.legend(fontsize=7)
-        ax.set_title(title, fontsize=10)
+        _label(ax, bool(lines), "GSM8K dev accuracy (%)", title)
     fig.tight_layout()
     caption = "Fig. 4: in-context vs zero-shot training data, tested in-context (solid) and zero-shot (dashed)."
     return Drawn("fig4.png", caption, _png(fig), bool(results.fig4))
