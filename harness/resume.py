@@ -48,9 +48,12 @@ def differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     return [f"{key}: {a.get(key, '<unset>')!r} -> {b.get(key, '<unset>')!r}" for key in sorted(set(a) | set(b)) if a.get(key, "<unset>") != b.get(key, "<unset>")]
 
 
+LOCK_NAME = ".lock"  # a writer's lock file (harness.handoff): taken before the claim, not content
+
+
 def _has_content(output: Path) -> bool:
     if output.is_dir():
-        return any(p.name != SETTINGS_NAME for p in output.iterdir())
+        return any(p.name not in (SETTINGS_NAME, LOCK_NAME) for p in output.iterdir())
     return output.exists() and output.stat().st_size > 0
 
 

@@ -32,7 +32,8 @@ def build_store(root: Path, samples: int, seed: int = 0) -> dict:
     from harness.data import load
     from harness.teacher.base import Completion
     from harness.teacher.gold import gold_text
-    from harness.teacher.store import TeacherStore, record_from_completion
+    from harness.teacher.record import record_from_completion
+    from harness.teacher.store import TeacherStore
 
     examples = load("gsm8k", "train")
     teacher = TiktokenTokenizer("p50k_base")

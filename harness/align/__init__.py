@@ -2,6 +2,8 @@
 
 Modules: `tokenizers` (ids, strings, offsets), `faithful_oracle` / `faithful_fast` (the authors'
 DTW, plain and fast), `exact` (offset spans, ours), `targets` (fixed-K arrays, statistics),
-`api` (`Aligner`, `AlignConfig`), `run` (JSONL runner), `bench` (benchmark and report),
+`api` (`Aligner`, `AlignConfig`), `samples` (validated teacher samples), `pool` (worker processes),
+`rows` (aligned rows), `store` (teacher store -> aligned Parquet, the pipeline's path), `jsonl`
+(JSONL import/export on the same runner), `bench` (benchmark and report),
 `synthetic` (synthetic top-k for real texts). See docs/alignment.md.
 """

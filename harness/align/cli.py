@@ -24,7 +24,8 @@ def run(
     tail: bool = typer.Option(False, help="exact mode: write tail_mass = 1 - kept mass per position."),
     max_mismatch: float = typer.Option(0.2, help="exact mode: share of differing characters tolerated between texts."),
     workers: int = typer.Option(0, help="Processes (0 = all cores)."),
-    chunk_size: int = typer.Option(64, help="Samples per work unit (also the resume granularity)."),
+    chunk_size: int = typer.Option(64, help="Samples per work unit sent to a worker process."),
+    shard_rows: int = typer.Option(4096, help="Store input: aligned rows per output shard (a killed run keeps every finished shard)."),
 ):
     """Align a teacher store or JSONL onto T5 tokens, with a progress bar; safe to rerun after a crash.
 
@@ -36,12 +37,13 @@ def run(
 
     from harness.align.api import AlignConfig
     from harness.align.exact import ExactConfig
-    from harness.align.run import count_lines, run_alignment
+    from harness.align.jsonl import count_lines, run_alignment
     from harness.align.store import count_selected, is_teacher_store, run_store_alignment
     from harness.errors import DataError, check_choice, check_positive
 
     check_positive("--workers", workers, allow_zero=True)
     check_positive("--chunk-size", chunk_size)
+    check_positive("--shard-rows", shard_rows)
     if not input_path.is_file() and not input_path.is_dir():
         raise DataError(f"{input_path}: no such file or folder (a teacher store or a teacher JSONL)")
     config = AlignConfig(mode=mode, framing=framing, k=k,
@@ -61,7 +63,7 @@ def run(
             task = bar.add_task("align", total=total)
             if store:
                 summary = run_store_alignment(input_path, output_path, config, setting=setting, select=select,
-                                              workers=workers or os.cpu_count() or 1, chunk_size=chunk_size,
+                                              workers=workers or os.cpu_count() or 1, chunk_size=chunk_size, shard_rows=shard_rows,
                                               progress=lambda n: bar.advance(task, n))
             else:
                 summary = run_alignment(input_path, output_path, config, workers=workers or os.cpu_count() or 1,

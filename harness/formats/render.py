@@ -28,6 +28,7 @@ from typing import Sequence
 
 from harness.errors import DataError, check_choice
 from harness.records import Example
+from harness.rules import clean_text  # noqa: F401 (part of this module's API)
 from harness.templates import COT_TRIGGER, strip_colons  # noqa: F401 (part of this module's API)
 from harness.mixing import ANSWER_ONLY_FORMATS, COT_FORMATS, FORMATS, IN_CONTEXT_FORMATS  # noqa: F401 (re-exported)
 
@@ -45,10 +46,6 @@ def check_setting(setting: str) -> None:
     check_choice("setting", setting, SETTINGS)
 
 
-def clean_text(text: str, setting: str) -> str:
-    """A question or CoT as it appears in a record: `strip_colons` (faithful) or `strip` (corrected)."""
-    check_setting(setting)
-    return strip_colons(text) if setting == "faithful" else text.strip()
 
 
 def answer_only_target(cot: str, setting: str) -> str | None:

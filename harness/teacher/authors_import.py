@@ -45,9 +45,11 @@ from typing import Any, Callable, Sequence
 from harness import answers
 from harness.errors import DataError
 from harness.records import Example, atomic_write
+from harness.rules import clean_text, framed_text, is_framed
 from harness.safe_pickle import RestrictedUnpickler, load_pickle  # noqa: F401 (moved to the core; still importable here)
 
-from harness.teacher.store import ZERO_PROB_LOGPROB, TeacherRecord, TeacherStore, grade
+from harness.teacher.record import ZERO_PROB_LOGPROB, TeacherRecord, grade
+from harness.teacher.store import TeacherStore
 
 JOB = "teacher-authors-import"
 IMPORTER_VERSION = 1
@@ -70,7 +72,6 @@ OPTIONAL_FILES = {"updated_labels": "codex_updated_labels.pkl", "dtw": "codex_dt
 QUESTION_PREFIX = re.compile(r"Question (\d+): ")
 OUTPUT_PREFIX = re.compile(r"Model output (\d+): ")
 ANSWER_PREFIX = re.compile(r"Answer: ")
-FRAME_HEAD = (" step", "\n")
 
 
 # ------------------------------------------------------------------------------------ text
@@ -96,9 +97,10 @@ def authors_strip(raw: str) -> str:
 
 def faithful_text(text: str) -> str:
     """What the authors trained on, from a stored `text` / `question` (prefix already removed):
-    every ": " deleted. Equals `authors_strip(raw)` except when the stored text ends in ":" and the
-    raw string had a space right after it (the authors then also dropped that ":")."""
-    return text.replace(": ", "").strip()
+    every ": " deleted (`rules.clean_text(text, "faithful")`). Equals `authors_strip(raw)` except
+    when the stored text ends in ":" and the raw string had a space right after it (the authors
+    then also dropped that ":")."""
+    return clean_text(text, "faithful")
 
 
 # ------------------------------------------------------------------------------------ steps
@@ -187,11 +189,6 @@ def _find_bad_step(steps: list, where: _Where) -> None:
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def is_framed(tokens: Sequence[str]) -> bool:
-    """The authors' alignment check (step 0 ' step', step 1 '\\n', step -2 '\\n'/'\\n\\n', step -1 '\\n')."""
-    return len(tokens) >= 4 and tokens[0] == FRAME_HEAD[0] and tokens[1] == FRAME_HEAD[1] and tokens[-2] in ("\n", "\n\n") and tokens[-1] == "\n"
 
 
 # ------------------------------------------------------------------------------------ import
@@ -361,7 +358,7 @@ def _question_records(i: int, question: str, gold: Example, data: dict[str, Any]
         answer, correct, faithful = grade(text, gold)
         framed = is_framed(tokens)
         spelled = "".join(tokens)
-        content_matches = framed and "".join(tokens[2:-2]).strip() == text.strip()
+        content_matches = framed and framed_text(tokens) == text.strip()
         summary["framed"] += framed
         summary["frame_text_mismatch"] += framed and not content_matches
         summary["labels_correct"] += label

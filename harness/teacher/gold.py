@@ -24,7 +24,8 @@ from typing import Any, Protocol, Sequence
 from harness.errors import DataError
 from harness.records import Example
 
-from harness.teacher.store import TeacherRecord, TeacherStore, grade
+from harness.teacher.record import TeacherRecord, grade
+from harness.teacher.store import TeacherStore
 
 JOB = "teacher-gold"
 PROMPT_ID = "gold"

@@ -28,7 +28,8 @@ from typing import Any, Callable
 from harness.errors import UsageError, check_choice, check_positive
 from harness.records import Example, atomic_write
 from harness.teacher.base import SampleRequest, ScoreRequest, Teacher
-from harness.teacher.store import STATS_NAME, TeacherStore, record_from_completion
+from harness.teacher.record import record_from_completion
+from harness.teacher.store import STATS_NAME, TeacherStore
 
 JOB = "teacher-sample"
 TEACHERS = ("default", "hf", "openai")

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.align.api import AlignConfig
-from harness.align.run import read_samples, run_alignment
+from harness.align.jsonl import read_samples, run_alignment
 from harness.records import RecordError, write_jsonl
 
 

@@ -28,7 +28,8 @@ def store(tmp_path_factory, data_dir, teacher):
     from harness.data import load
     from harness.teacher.base import Completion
     from harness.teacher.gold import gold_text
-    from harness.teacher.store import TeacherStore, record_from_completion
+    from harness.teacher.record import record_from_completion
+    from harness.teacher.store import TeacherStore
 
     examples = load("gsm8k", "train")
     chosen = examples[:14] + [e for e in examples[14:200] if ": " in e.rationale][:6]
@@ -55,7 +56,7 @@ def _shards(folder):
 
 
 def _reference_only(monkeypatch):
-    monkeypatch.setattr(align_store, "_samples", lambda *args: None)  # every chunk through the JSONL runner's code
+    monkeypatch.setattr(align_store, "_samples", lambda *args: None)  # every chunk row by row
 
 
 @pytest.mark.parametrize("config, setting, select", [
@@ -90,9 +91,20 @@ def _broken_store(store, tmp_path, row: int, column: str, value):
     table = pq.read_table(shard)
     values = table.column(column).to_pylist()
     values[row] = value(values[row])
-    table = table.set_column(table.schema.get_field_index(column), column, pa.array(values, table.schema.field(column).type))
+    table = table.set_column(table.schema.get_field_index(column), table.schema.field(column), pa.array(values, table.schema.field(column).type))
     pq.write_table(table, shard)
+    _bless(copy, shard)
     return copy
+
+
+def _bless(root, shard):
+    """Enter a shard changed by hand in the store's manifest, as if the writer had written it."""
+    import hashlib
+    import json
+
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["shards"][str(shard.relative_to(root))].update(bytes=shard.stat().st_size, sha256=hashlib.sha256(shard.read_bytes()).hexdigest())
+    (root / "manifest.json").write_text(json.dumps(manifest))
 
 
 @pytest.mark.parametrize("column, value, field", [

@@ -19,7 +19,7 @@ import re
 import pytest
 
 from harness.errors import DataError, ResumeError
-from harness.records import Example, write_jsonl
+from harness.records import Example
 from harness.teacher.authors_import import (
     FILES,
     RestrictedUnpickler,
@@ -29,7 +29,8 @@ from harness.teacher.authors_import import (
     load_dtw_targets,
     load_pickle,
 )
-from harness.teacher.store import ZERO_PROB_LOGPROB, TeacherStore, alignment_row
+from harness.teacher.record import ZERO_PROB_LOGPROB
+from harness.teacher.store import TeacherStore
 
 # (question, gold rationale, final answer, [sample CoTs]); made up for this test
 QUESTIONS = [
@@ -170,16 +171,15 @@ def test_resume_and_settings(pickles, tmp_path):
 
 
 def test_alignment_with_authors_framing_runs_on_every_row(pickles, tmp_path, data_dir):
+    import pyarrow.parquet as pq
+
     from harness.align.api import AlignConfig
-    from harness.align.run import run_alignment
+    from harness.align.store import run_store_alignment
 
     run_import(pickles, tmp_path / "store")
-    records = list(TeacherStore.load(tmp_path / "store").iter_records())
-    rows = [alignment_row(r, student_text=faithful_text(r.text)) for r in records]
-    write_jsonl(tmp_path / "teacher.jsonl", rows)
-    out = tmp_path / "aligned.jsonl"
-    summary = run_alignment(tmp_path / "teacher.jsonl", out, AlignConfig(mode="faithful", framing="authors", k=5))
-    status = {json.loads(line)["id"]: json.loads(line)["status"] for line in out.read_text().splitlines()}
+    summary = run_store_alignment(tmp_path / "store", tmp_path / "aligned", AlignConfig(mode="faithful", framing="authors", k=5),
+                                  setting="faithful", select="all")
+    status = {row["id"]: row["status"] for row in pq.read_table(tmp_path / "aligned" / "data").to_pylist()}
     assert status.pop("gsm8k/train/1#2") == "rejected"  # the unframed sample, as in their alignment
     assert set(status.values()) == {"ok"} and len(status) == 7 and summary["rejected"] == 1
 

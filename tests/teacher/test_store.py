@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -12,17 +11,12 @@ import pytest
 from harness.errors import DataError, ResumeError, UsageError
 from harness.records import Example
 from harness.teacher.base import Completion
-from harness.teacher.store import (
-    COLUMNS,
-    SCHEMA,
-    DuplicateKeyError,
-    TeacherRecord,
-    TeacherStore,
-    alignment_row,
-    compute_stats,
-    record_from_completion,
-)
+from harness.schemas import TEACHER_STORE
+from harness.teacher.record import COLUMNS, TeacherRecord, record_from_completion
+from harness.teacher.stats import compute_stats
+from harness.teacher.store import DuplicateKeyError, TeacherStore
 
+SCHEMA = TEACHER_STORE.schema
 SETTINGS = {"teacher": {"model": "toy", "tokenizer": "tiktoken:p50k_base"}, "sampling": {"temperature": 0.5, "n": 2}}
 
 
@@ -225,14 +219,3 @@ def test_compute_stats_first_sample_is_the_lowest_index_not_the_first_row():
     rows = [{"question_id": "a", "sample_index": 1, "gold": "5", "text": "The answer is 4", "answer": "4", "correct": False, "correct_faithful": False},
             {"question_id": "a", "sample_index": 0, "gold": "5", "text": "The answer is 5", "answer": "5", "correct": True, "correct_faithful": True}]
     assert compute_stats(rows)["first_sample_accuracy"]["corrected"] == 1.0
-
-
-def test_alignment_rows_are_what_the_aligner_reads(store):
-    from harness.align.run import parse_record
-
-    rec = record(0, 0)
-    row = alignment_row(rec)
-    sample = parse_record(row, "<store>", 1)
-    assert sample.id == "toy/0#0" and sample.text == rec.text and sample.tokens == rec.tokens
-    assert sample.topk[0][0] == (rec.tokens[0], pytest.approx(math.exp(-0.1)))  # sampled token first
-    assert len(sample.topk[0]) == 1 + len(rec.top_tokens[0])
