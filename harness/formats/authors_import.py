@@ -13,7 +13,8 @@ where the Codex token matched 1:1, else {piece: 1.0}). Pickles are read with the
 restricted unpickler (`harness.safe_pickle`), so a file naming any other global is refused.
 
 Output: the same folder layout, Parquet schema and shard naming as `build_formats`
-(`{format}-{n:05d}.parquet`, `settings.json` via `resume.claim`, `stats.json`), with
+(`{format}-{n:05d}.parquet`, `settings.json` via `resume.claim`, `stats.json`, `manifest.json` sealed
+last with the pickles' sizes and sha256), with
 `setting = "authors-released"`, `teacher_model = "code-davinci-002"`, `demo_ids` and `seed` null
 (their demos were drawn unseeded and are only inside the encoder string), plus `progress.json`
 (formats already written: a rerun with the same settings skips them).
@@ -55,16 +56,16 @@ import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from harness import answers
+from harness import answers, handoff
 from harness.checksums import sha256_of
 from harness.config import data_file
 from harness.errors import DataError, check_positive
 from harness.records import Example, RecordError, atomic_write
-from harness.resume import claim
 from harness.safe_pickle import load_pickle
 from harness.templates import COT_TRIGGER, strip_colons
 
-from harness.formats.build import SCHEMA_VERSION, _mix_summary, _ShardWriter
+from harness.formats.build import ALIGNED_FIELDS, PLAIN_FIELDS, SCHEMA_VERSION, ShardFiles, ShardWriter, _mix_summary
+from harness.schemas import FORMATS as FORMATS_CONTRACT
 from harness.mixing import BATCH_SIZES
 from harness.formats.render import COT_FORMATS, FORMATS
 
@@ -332,63 +333,72 @@ def import_authors_formats(
         "tokenizer": {"spiece_sha256": sha256_of(spiece), "mode": "slow (SentencePiece between special tokens)"},
         "importer_version": IMPORTER_VERSION, "schema_version": SCHEMA_VERSION,
     }
-    claim(output, JOB, settings, folder=True)
-    progress_path = output / PROGRESS
-    progress: dict[str, Any] = {}
-    if progress_path.is_file():
-        try:
-            progress = json.loads(progress_path.read_text(encoding="utf-8"))["formats"]
-        except (ValueError, KeyError, TypeError):
-            progress = {}  # unreadable: redo every format
-    t5 = T5Pieces(spiece)
-    gsm8k = None
-    if match_gsm8k:
-        if examples is None:
-            from harness.data import load
+    with handoff.OutputFolder(output, FORMATS_CONTRACT) as out:
+        out.open(JOB, settings)
+        progress_path = output / PROGRESS
+        progress: dict[str, Any] = {}
+        if progress_path.is_file():
+            try:
+                progress = json.loads(progress_path.read_text(encoding="utf-8"))["formats"]
+            except (ValueError, KeyError, TypeError):
+                progress = {}  # unreadable: redo every format
+        t5 = T5Pieces(spiece)
+        gsm8k = None
+        if match_gsm8k:
+            if examples is None:
+                from harness.data import load
 
-            examples = load("gsm8k", "train", data_dir=data_dir)
-        gsm8k = {e.gold_raw.strip(): e for e in examples}
+                examples = load("gsm8k", "train", data_dir=data_dir)
+            gsm8k = {e.gold_raw.strip(): e for e in examples}
 
-    resumed = []
-    for fmt, path in files.items():
-        done = progress.get(fmt)
-        if isinstance(done, dict) and {"shards", "counts", "digest"} <= set(done) and all((output / n).is_file() for n in done["shards"]):
-            resumed.append(fmt)
-            continue
-        progress[fmt] = _import_file(path, fmt, output, t5, width, k is not None, drop_unknown, gsm8k, shard_size)
-        with atomic_write(progress_path) as handle:
-            json.dump({"formats": progress}, handle, indent=1, sort_keys=True)
+        resumed = []
+        for fmt, path in files.items():
+            done = progress.get(fmt)
+            if isinstance(done, dict) and {"shards", "counts", "digest"} <= set(done) and all((output / n).is_file() for n in done["shards"]):
+                out.keep_shards(done["shards"])  # each checked against the earlier manifest
+                resumed.append(fmt)
+                continue
+            progress[fmt] = _import_file(path, fmt, out, t5, width, k is not None, drop_unknown, gsm8k, shard_size)
+            with atomic_write(progress_path) as handle:
+                json.dump({"formats": progress}, handle, indent=1, sort_keys=True)
+                handle.write("\n")
+
+        record_counts = {fmt: progress[fmt]["counts"]["records"] for fmt in files}
+        digests = {progress[fmt]["digest"] for fmt in COT_FORMATS if fmt in files}
+        pickles = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_of(p)} for p in files.values()}
+        stats = {
+            "settings": settings,
+            "source": {"folder": str(folder.resolve()), "tokenizer_model": str(spiece), "pickles": pickles},
+            "records": record_counts,
+            "counts": {fmt: progress[fmt]["counts"] for fmt in files},
+            "cot_formats_same_targets": (len(digests) == 1) if all(f in files for f in COT_FORMATS) else None,
+            "shards": {fmt: progress[fmt]["shards"] for fmt in files},
+            "authors_mix": {size: _mix_summary(record_counts, size) for size in BATCH_SIZES},
+        }
+        with atomic_write(output / "stats.json") as handle:
+            json.dump(stats, handle, indent=1)
             handle.write("\n")
-
-    record_counts = {fmt: progress[fmt]["counts"]["records"] for fmt in files}
-    digests = {progress[fmt]["digest"] for fmt in COT_FORMATS if fmt in files}
-    stats = {
-        "settings": settings,
-        "source": {"folder": str(folder.resolve()), "tokenizer_model": str(spiece)},
-        "records": record_counts,
-        "counts": {fmt: progress[fmt]["counts"] for fmt in files},
-        "cot_formats_same_targets": (len(digests) == 1) if all(f in files for f in COT_FORMATS) else None,
-        "shards": {fmt: progress[fmt]["shards"] for fmt in files},
-        "authors_mix": {size: _mix_summary(record_counts, size) for size in BATCH_SIZES},
-    }
-    with atomic_write(output / "stats.json") as handle:
-        json.dump(stats, handle, indent=1)
-        handle.write("\n")
+        out.seal({"authors-pickles": {"path": str(folder.resolve()), "files": pickles}}, prune=True)
     return {**stats, "resumed": resumed}
 
 
-def _import_file(path: Path, fmt: str, output: Path, t5: T5Pieces, k: int, truncate: bool, drop_unknown: bool,
+def _import_file(path: Path, fmt: str, out: handoff.OutputFolder, t5: T5Pieces, k: int, truncate: bool, drop_unknown: bool,
                  gsm8k: Mapping[str, Example] | None, shard_size: int) -> dict[str, Any]:
     records = load_pickle(path)
     if not isinstance(records, list):
         raise DataError(f"{path}: expected a list of record dicts, got {type(records).__name__}")
     converter = _File(path, fmt, t5, k, truncate, drop_unknown, gsm8k)
-    writer = _ShardWriter(output, fmt, shard_size)
-    for i in range(len(records)):
-        writer.add(converter.row(i, records[i]))
-        records[i] = None  # free the record (its per-step dicts) as we go
-    writer.flush()
-    for stale in output.glob(f"{fmt}-*.parquet"):  # shards of an earlier, interrupted attempt
-        if stale.name not in writer.written:
-            stale.unlink()
+    for name in [n for n in out.shard_names if n.startswith(f"{fmt}-")]:
+        out.manifest.shards.pop(name)  # an earlier attempt's shards: written again below, extra ones pruned at the seal
+    files = ShardFiles(out)
+    writer = ShardWriter(out, fmt, shard_size, files)
+    try:
+        for i in range(len(records)):
+            row = converter.row(i, records[i])
+            writer.add([row[name] for name in PLAIN_FIELDS],
+                       targets=None if row["student_ids"] is None else {name: row[name] for name in ALIGNED_FIELDS})
+            records[i] = None  # free the record (its per-step dicts) as we go
+        writer.flush()
+    finally:
+        files.close()
     return {"file": path.name, "shards": writer.written, "counts": converter.counts, "digest": converter.digest.hexdigest()}

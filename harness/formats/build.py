@@ -4,12 +4,12 @@
                           teacher_model="code-davinci-002", aligned=lookup, seed=0)
 
 `samples` yields `CotSample(question_id, sample_index, question, text, correct)` (plain 5-tuples
-work too), grouped by question and in sample order, as the teacher stage wrote them. `aligned`
-maps (question_id, sample_index) to an alignment row (`harness/align/run.py`'s output: student_ids,
-topk_ids, topk_probs, topk_mask; rows with status "rejected" count as missing). A mapping that also
-carries `table` (a pyarrow Table with those four columns, usable rows only) and `index` ((question_id,
-sample_index) -> row of `table`), as the CLI's lookup does, is read column-wise: each shard takes
-its records' rows from the table, and no top-k list becomes Python objects.
+work too), grouped by question and in sample order, as the teacher stage wrote them
+(`teacher_data.read_teacher_store`). `aligned` gives each sample's aligned targets: an
+`AlignedTargets` (a sealed `align run` output, read column-wise: each shard takes its records' rows
+from the table, and no top-k list becomes Python objects) or a plain mapping of (question_id,
+sample_index) to rows with student_ids, topk_ids, topk_probs, topk_mask (status "rejected" =
+missing), turned into the same table once.
 
 Which records exist:
 - only correct samples; CoT formats: one record per correct sample (and, with `aligned`, only
@@ -20,10 +20,11 @@ Which records exist:
   relabelled their 484 alignment failures as wrong before building every format);
 - corrected: samples of GSM8K dev questions are skipped (and counted), so dev stays held out.
 
-Output folder: `{format}-{n:05d}.parquet` shards of `shard_size` records in record order (a
-format's records are its shards concatenated; `mixing` indexes into that order), written to a temp
-file and renamed; `settings.json` (via `harness.resume.claim`; a rerun with the same settings
-rewrites every shard, byte-identical for the same input) and `stats.json`.
+Output folder (contract `harness.schemas.FORMATS`): `{format}-{n:05d}.parquet` shards of
+`shard_size` records in record order (a format's records are its shards concatenated; `mixing`
+indexes into that order), written to a temp file and renamed; `settings.json` (via
+`harness.resume.claim`; a rerun with the same settings rewrites every shard, byte-identical for the
+same input), `stats.json`, and `manifest.json` sealed last with the content of the inputs.
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
+from harness import handoff
 from harness.errors import DataError, UsageError, check_choice, check_positive
 from harness.records import Example, atomic_write
-from harness.resume import claim
+from harness.schemas import FORMATS as FORMATS_CONTRACT, TARGET_COLUMNS
 
+from harness.formats.aligned import AlignedTargets
 from harness.formats.demos import DemoPool, dev_ids, load_pool, record_key
 from harness.mixing import BATCH_SIZES, authors_mix_counts, size_config
 from harness.formats.render import (
@@ -50,8 +53,8 @@ from harness.formats.render import (
 )
 
 JOB = "formats.build"
-SCHEMA_VERSION = 1
-ALIGNED_FIELDS = ("student_ids", "topk_ids", "topk_probs", "topk_mask")
+SCHEMA_VERSION = FORMATS_CONTRACT.version
+ALIGNED_FIELDS = TARGET_COLUMNS
 
 
 class CotSample(NamedTuple):
@@ -63,146 +66,36 @@ class CotSample(NamedTuple):
 
 
 def schema():
-    import pyarrow as pa
-
-    nested = lambda t: pa.list_(pa.list_(t))  # noqa: E731 - [T][K]
-    return pa.schema(
-        [
-            ("format", pa.string()),
-            ("setting", pa.string()),
-            ("question_id", pa.string()),
-            ("sample_index", pa.int32()),
-            ("encoder_input", pa.string()),
-            ("decoder_target", pa.string()),
-            ("gold_answer", pa.string()),
-            ("demo_ids", pa.list_(pa.string())),
-            ("student_ids", pa.list_(pa.int32())),  # null for answer-only records
-            ("topk_ids", nested(pa.int32())),
-            ("topk_probs", nested(pa.float32())),
-            ("topk_mask", nested(pa.int8())),
-            ("teacher_model", pa.string()),
-            ("seed", pa.int64()),
-        ],
-        metadata={"schema_version": str(SCHEMA_VERSION)},
-    )
+    return FORMATS_CONTRACT.schema
 
 
 PLAIN_FIELDS = ("format", "setting", "question_id", "sample_index", "encoder_input", "decoder_target", "gold_answer",
                 "demo_ids", "teacher_model", "seed")
 
 
-def _plain(value: Any) -> Any:
-    return value.tolist() if hasattr(value, "tolist") else value
+class ShardWriter:
+    """One format's records, column by column: every `shard_size` records a shard
+    (`{format}-{n:05d}.parquet`) is assembled column-wise and handed to `files`. A record's targets
+    are a row of `aligned` (the build) or lists given with the record (the authors' importer)."""
 
-
-class _ArrowAligned:
-    """Aligned targets in an Arrow table (the CLI's lookup): a record keeps a row number, a shard
-    takes its rows column-wise. Turning 15M top-k lists into Python objects and back was most
-    of the build's time."""
-
-    def __init__(self, table, index: Mapping[tuple[str, int], int]):
-        import numpy as np
-        import pyarrow.compute as pc
-
-        self.table, self.index = table.select(list(ALIGNED_FIELDS)), index
-        lengths = [pc.list_value_length(self.table.column(name)).to_numpy(zero_copy_only=False) for name in ALIGNED_FIELDS]
-        self.ragged = np.zeros(len(self.table), dtype=bool)  # rows whose four lists differ in length
-        for other in lengths[1:]:
-            self.ragged |= other != lengths[0]
-
-    @classmethod
-    def of(cls, aligned: Any) -> "_ArrowAligned | None":
-        import pyarrow as pa
-
-        table, index = getattr(aligned, "table", None), getattr(aligned, "index", None)
-        if isinstance(table, pa.Table) and isinstance(index, Mapping) and set(ALIGNED_FIELDS) <= set(table.column_names):
-            return cls(table, index)
-        return None
-
-    def row(self, key: tuple[str, int]) -> int | None:
-        row = self.index.get(key)
-        if row is not None and self.ragged[row]:
-            raise DataError(f"aligned targets of {key}: student_ids, topk_ids, topk_probs and topk_mask differ in length")
-        return row
-
-    def student_ids(self, row: int) -> list[int]:
-        return self.table.column("student_ids")[row].as_py()
-
-    def take(self, rows: list[int | None]) -> dict[str, Any]:
-        import pyarrow as pa
-
-        taken = self.table.take(pa.array(rows, pa.int64()))  # a null row number gives null lists
-        return {name: taken.column(name) for name in ALIGNED_FIELDS}
-
-
-class _MappingAligned:
-    """Any other mapping of aligned rows (dicts, numpy arrays): rows are checked and kept as lists."""
-
-    def __init__(self, aligned: Mapping[tuple[str, int], Mapping[str, Any]]):
-        self.aligned = aligned
-        self.rows: list[dict[str, Any]] = []
-
-    def row(self, key: tuple[str, int]) -> int | None:
-        alignment = self.aligned.get(key)
-        if alignment is None or alignment.get("status", "ok") != "ok":
-            return None
-        _check_alignment(key, alignment)
-        self.rows.append({name: _plain(alignment[name]) for name in ALIGNED_FIELDS})
-        return len(self.rows) - 1
-
-    def student_ids(self, row: int) -> list[int]:
-        return list(self.rows[row]["student_ids"])
-
-    def take(self, rows: list[int | None]) -> dict[str, Any]:
-        import pyarrow as pa
-
-        types = schema()
-        return {name: pa.array([None if r is None else self.rows[r][name] for r in rows], types.field(name).type)
-                for name in ALIGNED_FIELDS}
-
-
-class _ShardWriter:
-    """Buffers one format's records (row dicts) and writes `{format}-{n:05d}.parquet` every
-    `shard_size`, in place (the authors' importer writes through it)."""
-
-    def __init__(self, folder: Path, fmt: str, shard_size: int):
-        self.folder, self.fmt, self.shard_size = folder, fmt, shard_size
-        self.rows: list[dict[str, Any]] = []
+    def __init__(self, out: handoff.OutputFolder, fmt: str, shard_size: int, files: "ShardFiles",
+                 aligned: AlignedTargets | None = None):
+        self.out, self.fmt, self.shard_size, self.files, self.aligned = out, fmt, shard_size, files, aligned
         self.written: list[str] = []
         self.count = 0
+        self._reset()
 
-    def add(self, row: dict[str, Any]) -> None:
-        self.rows.append(row)
-        self.count += 1
-        if len(self.rows) >= self.shard_size:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.rows:
-            return
-        import pyarrow as pa
-
-        name = f"{self.fmt}-{len(self.written):05d}.parquet"
-        _write_shard(self.folder / name, pa.Table.from_pylist(self.rows, schema=schema()))
-        self.written.append(name)
-        self.rows = []
-
-
-class _RecordWriter:
-    """The build's writer: one format's records as columns plus their aligned rows; every
-    `shard_size` records the shard is assembled column-wise and handed to `files`."""
-
-    def __init__(self, folder: Path, fmt: str, shard_size: int, aligned: "_ArrowAligned | _MappingAligned | None", files: "_Files"):
-        self.folder, self.fmt, self.shard_size, self.aligned, self.files = folder, fmt, shard_size, aligned, files
+    def _reset(self) -> None:
         self.columns: dict[str, list] = {name: [] for name in PLAIN_FIELDS}
         self.rows: list[int | None] = []  # each record's aligned row, None for none
-        self.written: list[str] = []
-        self.count = 0
+        self.targets: dict[str, list] = {name: [] for name in ALIGNED_FIELDS}  # lists given with the records
 
-    def add(self, values: Sequence[Any], row: int | None) -> None:
+    def add(self, values: Sequence[Any], row: int | None = None, targets: Mapping[str, Any] | None = None) -> None:
         for column, value in zip(self.columns.values(), values):
             column.append(value)
         self.rows.append(row)
+        for name in ALIGNED_FIELDS:
+            self.targets[name].append(None if targets is None else targets[name])
         self.count += 1
         if len(self.rows) >= self.shard_size:
             self.flush()
@@ -217,43 +110,42 @@ class _RecordWriter:
         if self.aligned is not None:
             arrays.update(self.aligned.take(self.rows))
         else:
-            arrays.update({name: pa.nulls(len(self.rows), types.field(name).type) for name in ALIGNED_FIELDS})
+            arrays.update({name: pa.array(values, types.field(name).type) for name, values in self.targets.items()})
         table = pa.Table.from_arrays([arrays[name] for name in types.names], schema=types)
-        name = f"{self.fmt}-{len(self.written):05d}.parquet"
-        self.files.write(self.folder / name, table)
-        self.written.append(name)
-        self.columns = {name: [] for name in PLAIN_FIELDS}
-        self.rows = []
+        path = self.out.root / FORMATS_CONTRACT.shard_name(len(self.written), self.fmt)
+        self.files.write(path, table)
+        self.written.append(path.name)
+        self._reset()
 
 
-class _Files:
+class ShardFiles:
     """Writes finished shards on one background thread: Parquet encoding and zstd run without the
     GIL, so rendering the next records overlaps writing the last. The two CoT formats finish their
-    shards together, so up to two shards wait."""
+    shards together, so up to two shards wait. Each shard enters the manifest once it is on disk."""
 
-    def __init__(self, depth: int = 2):
+    def __init__(self, out: handoff.OutputFolder, depth: int = 2):
         from concurrent.futures import ThreadPoolExecutor
 
+        self.out = out
         self.pool = ThreadPoolExecutor(1)
         self.depth = depth
         self.pending: list = []
 
     def write(self, path: Path, table) -> None:
         if len(self.pending) >= self.depth:
-            self.pending.pop(0).result()  # a failed write raises here
-        self.pending.append(self.pool.submit(_write_shard, path, table))
+            self._collect()  # a failed write raises here
+        self.pending.append((path, self.pool.submit(handoff.write_parquet, path, table, FORMATS_CONTRACT)))
+
+    def _collect(self) -> None:
+        path, future = self.pending.pop(0)
+        self.out.add_shard(path, future.result())
 
     def close(self) -> None:
-        while self.pending:
-            self.pending.pop(0).result()
-        self.pool.shutdown()
-
-
-def _write_shard(path: Path, table) -> None:
-    import pyarrow.parquet as pq
-
-    with atomic_write(path, "wb") as handle:  # temp file + rename
-        pq.write_table(table, handle, compression="zstd")
+        try:
+            while self.pending:
+                self._collect()
+        finally:
+            self.pool.shutdown()
 
 
 def build_formats(
@@ -270,6 +162,7 @@ def build_formats(
     dev_question_ids: Iterable[str] | None = None,
     encode: Callable[[str], list[int]] | None = None,
     source: Mapping[str, Any] | None = None,
+    inputs: Mapping[str, Any] | None = None,
     data_dir=None,
 ) -> dict[str, Any]:
     """Write the records of `formats` under `output`; returns the statistics (also in stats.json).
@@ -278,7 +171,9 @@ def build_formats(
     `dev_question_ids`: corrected only; default the GSM8K dev ids from the data directory.
     `encode`: optional T5 encoder (text -> ids without EOS); each CoT target must encode to its
     aligned `student_ids`, else DataError (the alignment was run on another text).
-    `source`: what the samples came from (file paths, hashes); stored with the settings.
+    `source`: what the samples came from (file paths); stored with the settings.
+    `inputs`: the content of the teacher store and aligned targets (`handoff.inputs_of`), sealed
+    into the manifest so that training can tell what its data came from.
     """
     check_choice("setting", setting, SETTINGS)
     for fmt in formats:
@@ -293,16 +188,25 @@ def build_formats(
         "num_demos": NUM_DEMOS, "shard_size": shard_size, "aligned": aligned is not None,
         "source": dict(source or {}), "schema_version": SCHEMA_VERSION,
     }
-    claim(output, JOB, settings, folder=True)
+    out = handoff.OutputFolder(output, FORMATS_CONTRACT)
+    try:
+        out.open(JOB, settings)  # every shard is written again: none of an earlier run is kept
+        return _build(samples, out, settings, aligned, pool, dev_question_ids, encode, inputs, data_dir)
+    finally:
+        out.close()
+
+
+def _build(samples, out: handoff.OutputFolder, settings: dict[str, Any], aligned, pool, dev_question_ids, encode, inputs, data_dir):
+    setting, seed, teacher_model, formats, shard_size = (settings[k] for k in ("setting", "seed", "teacher_model", "formats", "shard_size"))
     if pool is None and any(f in IN_CONTEXT_FORMATS for f in formats):
         pool = load_pool(setting, data_dir)
     banned = frozenset()
     if setting == "corrected":
         banned = frozenset(dev_question_ids) if dev_question_ids is not None else dev_ids(data_dir)
 
-    source_rows = None if aligned is None else (_ArrowAligned.of(aligned) or _MappingAligned(aligned))
-    files = _Files()  # a failure mid-build leaves at most the shard being written, complete (renamed) or absent
-    writers = {f: _RecordWriter(output, f, shard_size, source_rows, files) for f in formats}
+    source_rows = None if aligned is None else AlignedTargets.of(aligned)
+    files = ShardFiles(out)  # a failure mid-build leaves at most the shard being written, complete (renamed) or absent
+    writers = {f: ShardWriter(out, f, shard_size, files, source_rows) for f in formats}
     counts = {"samples": 0, "correct": 0, "questions": 0, "skipped_incorrect": 0,
               "skipped_dev_question": 0, "cot_without_alignment": 0}
     ao_pick: dict[str, CotSample] = {}  # question id -> first qualifying sample, in question order
@@ -355,13 +259,11 @@ def build_formats(
             for qid in questions:
                 if qid in ao_pick:
                     add(fmt, ao_pick[qid], None)
-    for writer in writers.values():
-        writer.flush()
-    files.close()
-    written = {name for w in writers.values() for name in w.written}
-    for stale in output.glob("*.parquet"):  # shards of an earlier, longer build with the same settings
-        if stale.name not in written and stale.name.split("-")[0] in FORMATS:
-            stale.unlink()
+    try:
+        for writer in writers.values():
+            writer.flush()
+    finally:
+        files.close()
 
     counts["questions"] = len(questions)
     record_counts = {f: w.count for f, w in writers.items()}
@@ -373,19 +275,11 @@ def build_formats(
         "shards": {f: w.written for f, w in writers.items()},
         "authors_mix": {size: _mix_summary(record_counts, size) for size in BATCH_SIZES},
     }
-    with atomic_write(output / "stats.json") as handle:
+    with atomic_write(out.root / "stats.json") as handle:
         json.dump(stats, handle, indent=1)
         handle.write("\n")
+    out.seal(dict(inputs or {}), prune=True)  # prune: shards of an earlier, longer build
     return stats
-
-
-def _check_alignment(key: tuple[str, int], alignment: Mapping[str, Any]) -> None:
-    missing = [f for f in ALIGNED_FIELDS if f not in alignment]
-    if missing:
-        raise DataError(f"aligned targets of {key}: missing {', '.join(missing)}")
-    n = len(alignment["student_ids"])
-    if not all(len(alignment[f]) == n for f in ALIGNED_FIELDS[1:]):
-        raise DataError(f"aligned targets of {key}: student_ids, topk_ids, topk_probs and topk_mask differ in length")
 
 
 def _mix_summary(record_counts: Mapping[str, int], size: str) -> dict[str, Any]:

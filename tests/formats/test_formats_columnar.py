@@ -24,10 +24,11 @@ def chain(tmp_path_factory, data_dir):
 
 
 def _lookup_and_samples(chain):
-    from harness.formats.cli import AlignedLookup, read_store
+    from harness.formats.aligned import AlignedTargets
+    from harness.formats.teacher_data import read_teacher_store
 
-    lookup = AlignedLookup(chain / "aligned")
-    samples, _ = read_store(chain / "store", "faithful")
+    lookup = AlignedTargets.load(chain / "aligned")
+    samples, _ = read_teacher_store(chain / "store", "faithful")
     return lookup, samples
 
 
