@@ -67,7 +67,8 @@ def evaluate(
     """Evaluate every checkpoint of RUN not yet scored on the tasks (resumable; metrics.jsonl)."""
     from harness.train import checkpoints as ck
     from harness.train.config import TrainConfig
-    from harness.train.trainer import _read_metrics, evaluate_checkpoint
+    from harness.train.metrics import read_metrics
+    from harness.train.trainer import evaluate_checkpoint
 
     if _EVALUATOR is None:
         raise UsageError("no evaluator available")
@@ -78,7 +79,7 @@ def evaluate(
         cfg.eval_tasks = [t.strip() for t in tasks.split(",") if t.strip()]
     if limit is not None:
         cfg.eval_limit, cfg.eval_limits = limit, {}
-    done = {(r["checkpoint"], r["task"]) for r in _read_metrics(run) if r["kind"] == "eval"}
+    done = {(r["checkpoint"], r["task"]) for r in read_metrics(run) if r["kind"] == "eval"}
     for folder in ck.list_checkpoints(run):
         todo = [t for t in cfg.eval_tasks if (folder.name, t) not in done]
         if todo:

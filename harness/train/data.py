@@ -18,8 +18,9 @@ import numpy as np
 
 from harness.errors import DataError, UsageError
 from harness.mixing import COT_FORMATS
+from harness.rules import first_bad_probability
+from harness.schemas import FORMATS, TARGET_COLUMNS
 
-TARGET_COLUMNS = ("student_ids", "topk_ids", "topk_probs", "topk_mask")
 IGNORE = -100
 
 
@@ -31,17 +32,28 @@ class FormatRecords:
     table: Any  # pyarrow.Table
     files: list[Path]
     starts: np.ndarray  # first row of each file in `table`
+    # The decoder targets' token ids (no EOS), tokenized once when the records are checked and
+    # kept as one flat array: the collator takes them from here instead of tokenizing again.
+    target_flat: np.ndarray | None = None
+    target_offsets: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.table.num_rows
 
+    def keep_target_ids(self, ids: Sequence[Sequence[int]]) -> None:
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        self.target_offsets = np.concatenate([[0], np.cumsum(lengths)])
+        self.target_flat = np.fromiter((t for x in ids for t in x), dtype=np.int64, count=int(self.target_offsets[-1]))
+
+    def target_ids(self, indices: Sequence[int]) -> list[list[int]] | None:
+        if self.target_flat is None:
+            return None
+        off, flat = self.target_offsets, self.target_flat
+        return [flat[off[i] : off[i + 1]].tolist() for i in indices]
+
     def where(self, row: int) -> str:
         i = int(np.searchsorted(self.starts, row, side="right") - 1)
         return f"{self.files[i]}: record {row - int(self.starts[i])}"
-
-
-def _shards(folder: Path, fmt: str) -> list[Path]:
-    return sorted(p for p in folder.glob(f"{fmt}-*.parquet") if p.stem[len(fmt) + 1 :].isdigit())
 
 
 def read_settings(folder: Path) -> dict[str, Any]:
@@ -56,27 +68,31 @@ def read_settings(folder: Path) -> dict[str, Any]:
         raise DataError(f"{path}: unreadable formats settings ({e})") from e
 
 
-def load_formats(folder: str | Path, formats: Sequence[str]) -> dict[str, FormatRecords]:
-    """The enabled formats' records, in shard order. Columns the trainer needs must be present."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def open_formats(folder: str | Path):
+    """The manifest of a finished, undamaged formats output (sizes checked; a killed or foreign
+    output is refused in one line). Its `content` id pins the data a run trains on."""
+    from harness import handoff
 
     folder = Path(folder)
     read_settings(folder)
+    return handoff.verify(folder, FORMATS, what="formats output")
+
+
+def load_formats(folder: str | Path, formats: Sequence[str], manifest=None) -> dict[str, FormatRecords]:
+    """The enabled formats' records, in shard order, each shard checked against the manifest
+    (size and sha256). Columns the trainer needs must be present."""
+    import pyarrow as pa
+
+    from harness import handoff
+
+    folder = Path(folder)
+    manifest = manifest or open_formats(folder)
     out: dict[str, FormatRecords] = {}
     needed = ("encoder_input", "decoder_target", *TARGET_COLUMNS)
     for fmt in formats:
-        files = _shards(folder, fmt)
-        tables = []
-        for f in files:
-            try:
-                t = pq.read_table(f)
-            except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a bad file
-                raise DataError(f"{f}: unreadable Parquet ({str(e).splitlines()[0]})") from e
-            missing = [c for c in needed if c not in t.column_names]
-            if missing:
-                raise DataError(f"{f}: missing field(s) {', '.join(missing)}")
-            tables.append(t.select(list(needed)))
+        shards = handoff.read_shards(folder, FORMATS, needed, manifest, prefix=fmt)
+        files = [folder / name for name, _ in shards]
+        tables = [table for _, table in shards]
         if not tables:
             out[fmt] = FormatRecords(fmt, None, [], np.zeros(0, dtype=np.int64))
             continue
@@ -175,9 +191,8 @@ def check_records(
     if bad.any():
         i = int(np.argmax(bad))
         raise DataError(f"{recs.where(row_of_item(i))}: field topk_ids: id {int(ids[i])} is outside the student's vocabulary (0..{vocab_size - 1})")
-    bad = ~np.isfinite(probs) | (probs < 0) | (probs > 1 + 1e-6)
-    if bad.any():
-        i = int(np.argmax(bad))
+    i = first_bad_probability(probs)
+    if i is not None:
         raise DataError(f"{recs.where(row_of_item(i))}: field topk_probs: {float(probs[i])!r} is not a probability")
     empty = np.where(keep, probs, 0.0).reshape(-1, k).sum(1) <= 0
     if empty.any():
@@ -237,7 +252,8 @@ class Collator:
 
         rows = recs.table.take(np.asarray(indices, dtype=np.int64))
         sources = self.source_ids(rows.column("encoder_input").to_pylist())
-        targets = [t + [self.eos] for t in self.target_ids(rows.column("decoder_target").to_pylist())]
+        known = recs.target_ids(indices)  # tokenized once at load (and checked against the aligned ids)
+        targets = [t + [self.eos] for t in (known if known is not None else self.target_ids(rows.column("decoder_target").to_pylist()))]
         b, width = len(targets), max(len(t) for t in targets)
         labels = torch.full((b, width), IGNORE, dtype=torch.long)
         for i, t in enumerate(targets):

@@ -15,6 +15,7 @@ from typing import Any
 
 from harness.errors import DataError
 from harness.records import atomic_write
+from harness.train.metrics import METRICS, read_metrics
 
 CRITERIA = {"gsm8k-dev": "gsm8k_cot_spec_dev", "mas-dev": "mas_cot_spec_dev"}
 IN_DIST = ("gsm8k_cot_spec", "gsm8k_cot_spec_dev")  # preferred first
@@ -56,17 +57,9 @@ def select_from_rows(rows: list[dict]) -> dict[str, Any]:
 
 
 def select_checkpoints(run: Path) -> dict[str, Any]:
-    path = run / "metrics.jsonl"
-    if not path.is_file():
+    if not (run / METRICS).is_file():
         raise DataError(f"{run}: no metrics.jsonl; evaluate the checkpoints first (`harness train evaluate {run}`)")
-    rows = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except ValueError as e:
-                raise DataError(f"{path}: line {n}: not JSON ({e})") from e
-    result = select_from_rows(rows)
+    result = select_from_rows(read_metrics(run))
     result["run"] = str(run)
     return result
 

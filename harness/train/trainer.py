@@ -1,7 +1,8 @@
 """The specialization loop on accelerate: one process, DDP, FSDP or DeepSpeed, the same code.
 
-Order of work (cheap first): options, output folder and resume settings, formats on disk, the
-tokenizer guard over every record, then the model. A step runs its `grad_accum` micro-batches,
+Order of work (cheap first): options, the formats' manifest, the records and the tokenizer guard
+over every record, the run folder's resume settings (nothing is written before every check
+passed), then the model. A step runs its `grad_accum` micro-batches,
 dealt across processes (plan.deal); the loss scaling makes N processes compute the same update as
 one (see `_scale`). Checkpoints fall every `checkpoint_every_examples` training examples, at the
 first step boundary past the mark, and each can be evaluated through an injected `evaluator`
@@ -22,12 +23,12 @@ from harness.records import atomic_write
 from harness.resume import claim
 from harness.train import checkpoints as ck
 from harness.train.config import RESUME_FREE, TrainConfig
-from harness.train.data import Collator, check_records, counts as record_counts, load_formats, read_settings
+from harness.train.metrics import append_metrics, read_metrics, write_metrics
+from harness.train.data import Collator, check_records, counts as record_counts, load_formats, open_formats
 from harness.train.plan import check_counts, deal, epoch_micro_batches, slots_per_process, steps_of
 
 # evaluator(model_dir, tasks, limits, batch_size, max_gen_toks) -> {task: score in percent}
 Evaluator = Callable[[Path, list, dict, int, "int | None"], dict]
-METRICS = "metrics.jsonl"
 
 
 @dataclass
@@ -38,16 +39,18 @@ class TrainResult:
     checkpoints: list[Path]
 
 
-def _settings(cfg: TrainConfig) -> dict:
-    return {k: v for k, v in cfg.to_dict().items() if k not in RESUME_FREE}
+def _settings(cfg: TrainConfig, formats_content: str) -> dict:
+    """What a resumed run must share with the run it continues: the trajectory settings and the
+    content of the formats (their manifest's id), not only their path."""
+    return {**{k: v for k, v in cfg.to_dict().items() if k not in RESUME_FREE}, "formats_content": formats_content}
 
 
-def _prepare_output(cfg: TrainConfig, resume: bool) -> tuple[Path, bool]:
+def _prepare_output(cfg: TrainConfig, resume: bool, formats_content: str) -> tuple[Path, bool]:
     run = Path(cfg.output_dir)
     has_ckpt = bool(ck.list_checkpoints(run))
     if has_ckpt and not resume:
         raise ResumeError(f"{run}: holds checkpoints of an earlier run; pass --resume to continue it, or choose another --output")
-    resuming = claim(run, "train", _settings(cfg), folder=True) and has_ckpt
+    resuming = claim(run, "train", _settings(cfg, formats_content), folder=True) and has_ckpt
     return run, resuming
 
 
@@ -60,25 +63,6 @@ def _scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int, micro_per_epoc
         return get_constant_schedule_with_warmup(optimizer, cfg.warmup_steps), total
     make = get_cosine_schedule_with_warmup if cfg.scheduler == "cosine" else get_linear_schedule_with_warmup
     return make(optimizer, cfg.warmup_steps, total), total
-
-
-def _read_metrics(run: Path) -> list[dict]:
-    path = run / METRICS
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _write_metrics(run: Path, rows: list[dict]) -> None:
-    with atomic_write(run / METRICS) as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-
-
-def _append_metrics(run: Path, rows: list[dict]) -> None:
-    with open(run / METRICS, "a", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
 
 
 def train(
@@ -98,7 +82,7 @@ def train(
     from harness.train.student import load_student, resolve
 
     cfg.check()
-    read_settings(Path(cfg.formats_dir))  # the input exists before anything is written
+    formats = open_formats(cfg.formats_dir)  # a finished, undamaged formats output, before anything is written
     if accelerator is None:
         # (no PartialState() before this: it would fix the distributed setup without reading
         # accelerate's environment, e.g. ACCELERATE_USE_CPU for a gloo run)
@@ -107,10 +91,9 @@ def train(
             log_with="tensorboard",
             project_dir=str(Path(cfg.output_dir) / "tensorboard"),
         )
-    with accelerator.main_process_first():  # one process claims the run folder and builds `tiny`; the others then agree
-        run, resuming = _prepare_output(cfg, resume)
+    with accelerator.main_process_first():  # one process builds `tiny`; the others then find it
         path, _ = resolve(cfg.model, cfg.seed)
-    records = load_formats(cfg.formats_dir, cfg.formats)
+    records = load_formats(cfg.formats_dir, cfg.formats, formats)
     n = record_counts(records)
     batch_sizes, grad_accum = cfg.batch_plan()
     check_counts(n, batch_sizes, grad_accum)
@@ -127,7 +110,10 @@ def train(
             continue
         ids = collate.target_ids(recs.table.column("decoder_target").to_pylist())
         check_records(recs, ids, need_targets=distribution, vocab_size=int(model_config.vocab_size))
+        recs.keep_target_ids(ids)  # the collator's targets: not tokenized again
         target_lengths[fmt] = [len(x) + 1 for x in ids]  # + EOS
+    with accelerator.main_process_first():  # every check passed: now the run folder is claimed (one process first)
+        run, resuming = _prepare_output(cfg, resume, formats.content)
 
     procs, rank = accelerator.num_processes, accelerator.process_index
     slots = slots_per_process(grad_accum, procs)
@@ -157,12 +143,13 @@ def train(
         pos = ck.read_position(latest)
         if accelerator.is_main_process:  # drop what was logged after that checkpoint (it will be redone)
             kept = {p.name for p in ck.list_checkpoints(run)}
-            _write_metrics(run, [r for r in _read_metrics(run)
+            write_metrics(run, [r for r in read_metrics(run)
                                  if (r["kind"] == "train" and r["examples"] <= pos.examples) or (r["kind"] == "eval" and r["checkpoint"] in kept)])
     elif accelerator.is_main_process:
-        _write_metrics(run, [])
+        write_metrics(run, [])
         (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
-    accelerator.init_trackers("train", config={k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in _settings(cfg).items()})
+    accelerator.init_trackers("train", config={k: (json.dumps(v) if isinstance(v, (list, dict)) else v)
+                                               for k, v in _settings(cfg, formats.content).items()})
 
     total_steps = cfg.epochs * steps_per_epoch
     if cfg.max_steps:
@@ -223,7 +210,7 @@ def train(
                 lr = scheduler.get_last_lr()[0]
                 bar.update(pos, step_loss, step_examples, step_tokens)
                 if accelerator.is_main_process and pos.global_step % cfg.log_every_steps == 0:
-                    _append_metrics(run, [{"kind": "train", "step": pos.global_step, "epoch": epoch, "examples": pos.examples,
+                    append_metrics(run, [{"kind": "train", "step": pos.global_step, "epoch": epoch, "examples": pos.examples,
                                            "tokens": pos.tokens, "loss": step_loss, "token_loss": token_loss, "lr": lr}])
                 accelerator.log({"train/loss": step_loss, "train/token_loss": token_loss, "train/lr": lr}, step=pos.examples)
                 if pos.examples >= pos.next_checkpoint:
@@ -287,7 +274,7 @@ def evaluate_checkpoint(folder: Path, cfg: TrainConfig, evaluator: Evaluator) ->
     scores = evaluator(folder / "model", list(cfg.eval_tasks), limits, cfg.eval_batch_size, cfg.eval_max_gen_toks)
     rows = [{"kind": "eval", "checkpoint": folder.name, "examples": pos.examples, "step": pos.global_step, "task": task,
              "value": value, "limit": limits.get(task)} for task, value in scores.items()]
-    _append_metrics(folder.parent, rows)
+    append_metrics(folder.parent, rows)
     return rows
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -38,17 +37,19 @@ def make_records(tokenizer, n: int, fmt: str, seed: int = 0, k: int = 4) -> list
 def write_formats(folder: Path, tokenizer, counts: dict[str, int], seed: int = 0, edit=None) -> Path:
     """A formats output (shards + settings.json) like `harness formats build` writes."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
+    from harness import handoff
     from harness.formats.build import schema
+    from harness.schemas import FORMATS
 
-    folder.mkdir(parents=True, exist_ok=True)
-    for fmt, n in counts.items():
-        rows = make_records(tokenizer, n, fmt, seed)
-        if edit:
-            edit(fmt, rows)
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema()), folder / f"{fmt}-00000.parquet")
-    (folder / "settings.json").write_text(json.dumps({"job": "formats.build", "settings": {"setting": "corrected", "test": True}}))
+    with handoff.OutputFolder(folder, FORMATS) as out:  # the formats stage's own writer: shards, settings, a sealed manifest
+        out.open("formats.build", {"setting": "corrected", "test": True})
+        for fmt, n in counts.items():
+            rows = make_records(tokenizer, n, fmt, seed)
+            if edit:
+                edit(fmt, rows)
+            out.write_shard(pa.Table.from_pylist(rows, schema=schema()), path=folder / f"{fmt}-00000.parquet")
+        out.seal()
     return folder
 
 
