@@ -43,12 +43,22 @@ def _show_version(value: bool) -> None:
         raise typer.Exit()
 
 
+def evaluate_checkpoint_model(*args, **kwargs) -> dict:
+    """The trainer's evaluator (harness.eval.training), imported when a checkpoint is evaluated."""
+    from harness.eval.training import evaluate_for_training
+
+    return evaluate_for_training(*args, **kwargs)
+
+
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", is_eager=True, callback=_show_version, help="Print the version and exit."),
     debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an error (also: SPEC_DEBUG=1)."),
 ):
     """Reference harness for specializing small language models towards multi-step reasoning."""
+    # What one stage's command needs from another stage reaches it here, never by an import.
+    ctx.obj = {"evaluator": evaluate_checkpoint_model}
 
 
 def _error(message: str) -> None:
@@ -110,35 +120,6 @@ app.add_typer(align_app, name="align")
 app.add_typer(formats_app, name="formats")
 app.add_typer(train_cli.app, name="train")
 app.add_typer(report_app, name="report")
-
-
-def primary_score(summary: dict, task: str) -> float | None:
-    """The number a checkpoint is judged by: math tasks and M-A-S groups by the authors' rule
-    (acc_faithful); BBH groups by the unweighted 27-task mean under the same rule (their test_bbh)."""
-    entry = summary.get("tasks", {}).get(task)
-    if entry and entry.get("acc_faithful") is not None:
-        return entry["acc_faithful"]
-    bbh = summary.get("bbh", {}).get(task, {}).get("acc_faithful")
-    return bbh.get("mean_27") if bbh else None
-
-
-def evaluate_for_training(model_dir: Path, tasks: list, limits: dict, batch_size: int | str, max_gen_toks: int | None = None) -> dict:
-    """The trainer's evaluator: lm-eval on a checkpoint's model, tasks grouped by their --limit."""
-    from harness.eval.run import EvalConfig, run
-
-    groups: dict = {}
-    for task in tasks:
-        groups.setdefault(limits.get(task), []).append(task)
-    scores = {}
-    for limit, group in groups.items():
-        cfg = EvalConfig(model=str(model_dir), tasks=group, limit=limit, batch_size=batch_size, max_gen_toks=max_gen_toks,
-                         output_dir=Path(model_dir).parent / "eval")
-        summary = run(cfg, warn=lambda message: None)
-        scores.update({task: primary_score(summary, task) for task in group})
-    return scores
-
-
-train_cli.set_evaluator(evaluate_for_training)
 
 
 @app.command("reproduce")
@@ -331,7 +312,7 @@ def score_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
     """Score recorded generations with the tasks' rules (no model needed)."""
-    from harness.eval.replay import RULES, SUITES, read_generations, score
+    from harness.scoring import RULES, SUITES, read_generations, score
     from harness.errors import DataError, UsageError, check_choice
 
     check_choice("--suite", suite, SUITES)

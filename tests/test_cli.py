@@ -67,7 +67,7 @@ def test_eval_bad_options(capsys, args, code, names):
 
 
 def test_trainer_evaluator_passes_its_batch_size_through(monkeypatch, tmp_path):
-    from harness.cli import evaluate_for_training
+    from harness.eval.training import evaluate_for_training
     from harness.eval import run as eval_run
 
     seen = []

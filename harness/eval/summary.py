@@ -3,32 +3,11 @@ subtasks and 23 groups."""
 
 from __future__ import annotations
 
-from harness.data.bbh import TASKS, task_group
+from harness.data.bbh import TASKS
+from harness.scoring import bbh_groups, bbh_means  # noqa: F401 (part of this module's API)
 
 BBH_PREFIXES = ("bbh_cot_spec_", "bbh_ao_spec_faithful_", "bbh_ao_spec_")
 RULES = ("acc_faithful", "acc_corrected", "acc_bbh")
-
-
-def bbh_groups(per_task: dict[str, tuple[float, int]]) -> dict[str, float]:
-    """Accuracy per BBH group (the BBH paper's 23 rows): the logical_deduction and
-    tracking_shuffled_objects subtasks pooled by items, the others as they are."""
-    groups: dict[str, list[tuple[float, int]]] = {}
-    for task, (acc, n) in per_task.items():
-        groups.setdefault(task_group(task), []).append((acc, n))
-    return {g: sum(a * n for a, n in items) / max(sum(n for _, n in items), 1) for g, items in sorted(groups.items())}
-
-
-def bbh_means(per_task: dict[str, tuple[float, int]]) -> dict[str, float | None]:
-    """per_task: subtask -> (accuracy, n). mean_27 = plain mean over subtasks; mean_23 = mean over
-    groups, where the logical_deduction and tracking_shuffled_objects subtasks are pooled (their
-    items combined, i.e. weighted by n)."""
-    if not per_task:
-        return {"mean_27": None, "mean_23": None}
-    pooled = list(bbh_groups(per_task).values())
-    return {
-        "mean_27": sum(a for a, _ in per_task.values()) / len(per_task),
-        "mean_23": sum(pooled) / len(pooled),
-    }
 
 
 def bbh_subtask(task_name: str) -> tuple[str, str] | None:
@@ -69,3 +48,13 @@ def summarise(results: dict) -> dict:
         for protocol, per_task in per_protocol.items():
             out["bbh"].setdefault(protocol, {})[rule] = {**bbh_means(per_task), "subtasks": len(per_task)}
     return out
+
+
+def primary_score(summary: dict, task: str) -> float | None:
+    """The number a checkpoint is judged by: math tasks and M-A-S groups by the authors' rule
+    (acc_faithful); BBH groups by the unweighted 27-task mean under the same rule (their test_bbh)."""
+    entry = summary.get("tasks", {}).get(task)
+    if entry and entry.get("acc_faithful") is not None:
+        return entry["acc_faithful"]
+    bbh = summary.get("bbh", {}).get(task, {}).get("acc_faithful")
+    return bbh.get("mean_27") if bbh else None

@@ -3,7 +3,7 @@
 Fu et al. copied AO 56.6 / CoT 73.9 from the BBH paper (Suzgun et al. 2022). The BBH paper's
 exact-match rule (`bbh`) reproduces them from `bbh/code-davinci-002-outputs/`; Fu et al.'s own
 substring rule (`faithful`) scores the same generations higher. Both are computed here with the
-replay scorer of `harness score` (harness.eval.replay), so the report and the CLI agree.
+replay scorer of `harness score` (harness.scoring), so the report and the CLI agree.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from harness.answers import score_bbh
 from harness.config import data_dir
 from harness.data.bbh import task_group
 from harness.errors import DataError
-from harness.eval.replay import Generation, read_generations, score
+from harness.scoring import Generation, read_generations, score
 from harness.report.results import Cell, MeasuredProtocol
 
 OUTPUTS = "bbh/code-davinci-002-outputs"

@@ -1,7 +1,7 @@
 """`python -m harness train …`: run a training config; `train select`, `train evaluate`.
 
-The evaluator (lm-eval through the eval stage) is handed in by harness/cli.py via `set_evaluator`,
-so this stage never imports the eval stage.
+The evaluator (lm-eval through the eval stage) is handed in by harness/cli.py in the command
+context (`ctx.obj["evaluator"]`), so this stage never imports the eval stage.
 """
 
 from __future__ import annotations
@@ -15,12 +15,10 @@ import typer
 from harness.errors import UsageError
 
 app = typer.Typer(help="Specialize a student on a formats output (sample or distribution matching).", invoke_without_command=True)
-_EVALUATOR = None
 
 
-def set_evaluator(evaluator) -> None:
-    global _EVALUATOR
-    _EVALUATOR = evaluator
+def _evaluator(ctx: typer.Context):
+    return (ctx.find_root().obj or {}).get("evaluator")
 
 
 def _config(config: Optional[str], output: Optional[Path], formats: Optional[Path], sets: List[str]):
@@ -53,13 +51,14 @@ def train(
     from harness.train.trainer import train as run_training
 
     cfg = _config(config, output, formats, sets)
-    result = run_training(cfg, resume=resume, evaluator=None if no_eval else _EVALUATOR, progress=not quiet)
+    result = run_training(cfg, resume=resume, evaluator=None if no_eval else _evaluator(ctx), progress=not quiet)
     p = result.position
     typer.echo(f"train: {p.global_step} steps, {p.examples} examples, {len(result.checkpoints)} checkpoint(s) -> {result.run_dir}")
 
 
 @app.command("evaluate")
 def evaluate(
+    ctx: typer.Context,
     run: Path = typer.Argument(..., help="a training run folder"),
     tasks: Optional[str] = typer.Option(None, help="comma-separated tasks (default: the run's eval_tasks)"),
     limit: Optional[float] = typer.Option(None, help="--limit for every task (default: the run's)"),
@@ -70,7 +69,8 @@ def evaluate(
     from harness.train.metrics import read_metrics
     from harness.train.trainer import evaluate_checkpoint
 
-    if _EVALUATOR is None:
+    evaluator = _evaluator(ctx)
+    if evaluator is None:
         raise UsageError("no evaluator available")
     if not (run / "config.json").is_file():
         raise UsageError(f"{run}: not a training run folder (no config.json)")
@@ -84,7 +84,7 @@ def evaluate(
         todo = [t for t in cfg.eval_tasks if (folder.name, t) not in done]
         if todo:
             cfg_one = TrainConfig(**{**cfg.__dict__, "eval_tasks": todo})
-            evaluate_checkpoint(folder, cfg_one, _EVALUATOR)
+            evaluate_checkpoint(folder, cfg_one, evaluator)
             typer.echo(f"evaluate: {folder.name}: {', '.join(todo)}")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.eval.replay import read_generations, score
+from harness.scoring import read_generations, score
 
 PUBLISHED = json.loads((Path(__file__).resolve().parents[2] / "reports/paper/suzgun2022_bbh_codex.json").read_text())
 FOLDERS = {"bbh_cot": ("cot", "code-davinci-002-cot"), "bbh_ao": ("ao", "code-davinci-002-direct")}

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from harness.eval.replay import read_generations, score
+from harness.scoring import read_generations, score
 from harness.records import RecordError
 
 BBH_ROWS = [

@@ -1,6 +1,6 @@
 import pytest
 
-from harness.eval.summary import bbh_means
+from harness.scoring import bbh_means
 
 
 def test_bbh_means_pool_families_by_items():

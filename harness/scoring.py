@@ -1,4 +1,6 @@
-"""`harness score`: score recorded generations with the same rules as the lm-eval tasks.
+"""Scoring recorded generations with the tasks' answer rules (`harness score`, the report's teacher
+row), and the BBH means every summary reports. Core: the rules are `harness.answers`; the eval
+stage's live summaries and the report both use these.
 
 Three inputs are read:
 - JSONL, one generation per line: `task` (for BBH the subtask, e.g. `date_understanding`; for
@@ -16,10 +18,32 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.answers import BBH_RULES, parse_gold_number, score_bbh, score_math
-from harness.data.bbh import TASKS
+from harness.data.bbh import TASKS, task_group
 from harness.errors import DataError, UsageError, check_choice
-from harness.eval.summary import bbh_groups, bbh_means
 from harness.records import RecordError, iter_jsonl
+
+def bbh_groups(per_task: dict[str, tuple[float, int]]) -> dict[str, float]:
+    """Accuracy per BBH group (the BBH paper's 23 rows): the logical_deduction and
+    tracking_shuffled_objects subtasks pooled by items, the others as they are."""
+    groups: dict[str, list[tuple[float, int]]] = {}
+    for task, (acc, n) in per_task.items():
+        groups.setdefault(task_group(task), []).append((acc, n))
+    return {g: sum(a * n for a, n in items) / max(sum(n for _, n in items), 1) for g, items in sorted(groups.items())}
+
+
+def bbh_means(per_task: dict[str, tuple[float, int]]) -> dict[str, float | None]:
+    """per_task: subtask -> (accuracy, n). mean_27 = plain mean over subtasks; mean_23 = mean over
+    groups, where the logical_deduction and tracking_shuffled_objects subtasks are pooled (their
+    items combined, i.e. weighted by n)."""
+    if not per_task:
+        return {"mean_27": None, "mean_23": None}
+    pooled = list(bbh_groups(per_task).values())
+    return {
+        "mean_27": sum(a for a, _ in per_task.values()) / len(per_task),
+        "mean_23": sum(pooled) / len(pooled),
+    }
+
+
 
 MATH_SUITES = ("gsm8k", "multiarith", "asdiv", "svamp")
 BBH_SUITES = {"bbh_cot": "cot", "bbh_ao": "ao"}
