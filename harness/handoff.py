@@ -146,12 +146,14 @@ def shards_on_disk(root: Path, contract: Contract) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in found)
 
 
-def verify(root: str | os.PathLike, contract: Contract, *, hashes: bool = False, what: str | None = None) -> Manifest:
+def verify(root: str | os.PathLike, contract: Contract, *, hashes: bool = False, what: str | None = None,
+           complete: bool = True) -> Manifest:
     """The manifest of a finished, undamaged output of `contract`, or a DataError in one line.
 
     Checks: the manifest exists and is sealed (else the writing stage did not finish); it is of this
     schema and version; every listed shard exists with its size (and sha256 with `hashes=True`);
-    no other shard lies beside them.
+    no other shard lies beside them. `complete=False` accepts an unfinished output (to inspect what a
+    killed run left), with the same checks of what is there.
     """
     root = Path(root)
     what = what or contract.name
@@ -166,7 +168,7 @@ def verify(root: str | os.PathLike, contract: Contract, *, hashes: bool = False,
     if manifest.version != contract.version:
         raise DataError(f"{root}: {contract.name} schema v{manifest.version}, this harness reads v{contract.version}; "
                         f"rebuild it with `{contract.produced_by}`")
-    if not manifest.complete:
+    if complete and not manifest.complete:
         raise DataError(f"{root}: incomplete {what}: `{contract.produced_by}` started but did not finish "
                         f"({len(manifest.shards)} shard(s) so far); rerun it to complete the output")
     for name, info in manifest.shards.items():

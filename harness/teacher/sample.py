@@ -16,7 +16,6 @@ killed job loses at most the group in flight and a rerun skips every question al
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -113,40 +112,12 @@ class SampleJobConfig:
 
 def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> SampleJobConfig:
     """A job config from a YAML/JSON file (sections `teacher`, `sampling`, plus `output`,
-    `questions_per_shard`), then dotted overrides such as {"sampling.n": 4}."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        import yaml
+    `questions_per_shard`), then dotted overrides such as {"sampling.n": 4} (None: not given).
+    Read with the rules every stage's config follows (`harness.config_files`)."""
+    from harness.config_files import build, merge, nest, read_mapping
 
-        text = Path(path).read_text(encoding="utf-8")
-        loaded = yaml.safe_load(text) if text.strip() else {}
-        if not isinstance(loaded, dict):
-            raise UsageError(f"{path}: a teacher config is a mapping with sections teacher, sampling")
-        raw = loaded
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        section, _, name = key.rpartition(".")
-        (raw.setdefault(section, {}) if section else raw)[name] = value
-    known = {f.name for f in dataclasses.fields(SampleJobConfig)}
-    unknown = set(raw) - known
-    if unknown:
-        raise UsageError(f"{path or 'config'}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(known))}")
-
-    def section(cls, name):
-        values = raw.get(name) or {}
-        allowed = {f.name for f in dataclasses.fields(cls)}
-        bad = set(values) - allowed
-        if bad:
-            raise UsageError(f"{path or 'config'}: {name}: unknown key(s) {', '.join(sorted(bad))}; allowed: {', '.join(sorted(allowed))}")
-        return cls(**values)
-
-    cfg = SampleJobConfig(
-        output=Path(raw.get("output", SampleJobConfig.output)),
-        teacher=section(TeacherConfig, "teacher"),
-        sampling=section(SamplingConfig, "sampling"),
-        questions_per_shard=int(raw.get("questions_per_shard", 16)),
-    )
+    raw = read_mapping(path, "a teacher config (sections teacher, sampling)") if path is not None else {}
+    cfg = build(SampleJobConfig, merge(raw, nest(overrides)), where=str(path or "config"))
     cfg.validate()
     return cfg
 

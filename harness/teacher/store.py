@@ -101,8 +101,9 @@ class TeacherStore:
         return cls(root, settings, output)
 
     @classmethod
-    def load(cls, root: str | os.PathLike, *, hashes: bool = False) -> "TeacherStore":
-        """Open a finished store read-only: it must be sealed and undamaged (no lock, nothing removed)."""
+    def load(cls, root: str | os.PathLike, *, hashes: bool = False, complete: bool = False) -> "TeacherStore":
+        """Open a store read-only (no lock, nothing removed): every shard it lists must be there with
+        its size; `complete=True` also requires a finished run (what the downstream stages require)."""
         root = Path(root)
         path = root / "settings.json"
         if not path.is_file():
@@ -111,7 +112,7 @@ class TeacherStore:
             settings = json.loads(path.read_text(encoding="utf-8")).get("settings")
         except ValueError as err:
             raise DataError(f"{path}: not valid JSON ({err})") from None
-        manifest = handoff.verify(root, TEACHER_STORE, hashes=hashes, what="teacher store")
+        manifest = handoff.verify(root, TEACHER_STORE, hashes=hashes, what="teacher store", complete=complete)
         return cls(root, settings, manifest=manifest)
 
     def close(self) -> None:

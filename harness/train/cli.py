@@ -6,7 +6,7 @@ context (`ctx.obj["evaluator"]`), so this stage never imports the eval stage.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from pathlib import Path
 from typing import List, Optional
 
@@ -65,7 +65,7 @@ def evaluate(
 ) -> None:
     """Evaluate every checkpoint of RUN not yet scored on the tasks (resumable; metrics.jsonl)."""
     from harness.train import checkpoints as ck
-    from harness.train.config import TrainConfig
+    from harness.train.config import load_config
     from harness.train.metrics import read_metrics
     from harness.train.trainer import evaluate_checkpoint
 
@@ -74,16 +74,16 @@ def evaluate(
         raise UsageError("no evaluator available")
     if not (run / "config.json").is_file():
         raise UsageError(f"{run}: not a training run folder (no config.json)")
-    cfg = TrainConfig(**{k: (tuple(v) if k == "betas" else v) for k, v in json.loads((run / "config.json").read_text()).items()})
+    cfg = load_config(run / "config.json")
     if tasks:
-        cfg.eval_tasks = [t.strip() for t in tasks.split(",") if t.strip()]
+        cfg = dataclasses.replace(cfg, eval_tasks=[t.strip() for t in tasks.split(",") if t.strip()])
     if limit is not None:
-        cfg.eval_limit, cfg.eval_limits = limit, {}
+        cfg = dataclasses.replace(cfg, eval_limit=limit, eval_limits={})
     done = {(r["checkpoint"], r["task"]) for r in read_metrics(run) if r["kind"] == "eval"}
     for folder in ck.list_checkpoints(run):
         todo = [t for t in cfg.eval_tasks if (folder.name, t) not in done]
         if todo:
-            cfg_one = TrainConfig(**{**cfg.__dict__, "eval_tasks": todo})
+            cfg_one = dataclasses.replace(cfg, eval_tasks=todo)
             evaluate_checkpoint(folder, cfg_one, evaluator)
             typer.echo(f"evaluate: {folder.name}: {', '.join(todo)}")
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from harness.config import EVAL_BATCH_SIZE
+from harness.config_files import coerce, parse_override, read_mapping  # noqa: F401 (parse_override: part of this module's API)
 from harness.errors import UsageError, check_batch_size, check_choice, check_positive
 from harness.mixing import BATCH_SIZES, FORMATS
 
@@ -32,7 +34,7 @@ HEADS = ("auto", "logits", "fused")
 SIZES = tuple(BATCH_SIZES)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     # --- student -------------------------------------------------------------------------------
     model: str = "tiny"  # hub id, local folder, or `tiny` (a random T5 with the real tokenizer, built locally)
@@ -138,6 +140,7 @@ class TrainConfig:
 
 
 FIELD_NAMES = {f.name for f in fields(TrainConfig)}
+_HINTS = typing.get_type_hints(TrainConfig)
 # Settings that may change when a run resumes: they do not alter the trajectory.
 RESUME_FREE = {"evaluate", "eval_tasks", "eval_limits", "eval_limit", "eval_batch_size", "eval_max_gen_toks", "log_every_steps",
                "max_examples", "max_steps", "keep_checkpoints", "output_dir"}
@@ -148,51 +151,23 @@ def preset_names() -> list[str]:
 
 
 def _read(source: str | Path) -> tuple[dict[str, Any], Path]:
-    import yaml
-
     path = Path(source)
     if not path.exists() and (not path.suffix or (CONFIG_DIR / f"{source}.yaml").is_file()):  # a dotted name: qwen2.5-0.5b
         path = CONFIG_DIR / f"{source}.yaml"
     if not path.is_file():
         raise UsageError(f"--config: no such file or preset {str(source)!r}; presets: {', '.join(preset_names())}")
-    try:
-        data = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
-    except (ValueError, yaml.YAMLError) as e:
-        raise UsageError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {str(e).splitlines()[0]}") from e
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise UsageError(f"{path}: a training config must be a mapping of settings, got {type(data).__name__}")
-    return data, path
+    return read_mapping(path, "a training config"), path
 
 
-def _coerce(name: str, value: Any, where: str) -> Any:
-    """Type-check one setting against the dataclass default (ints accepted for floats)."""
-    default = TrainConfig.__dataclass_fields__[name]
-    sample = default.default if default.default is not dataclasses.MISSING else default.default_factory()
-    if value is None:
-        return None
-    if name == "betas":
-        if not (isinstance(value, (list, tuple)) and len(value) == 2):
-            raise UsageError(f"{where}: betas must be a list of two floats, got {value!r}")
-        return tuple(float(v) for v in value)
-    if isinstance(sample, bool) and not isinstance(value, bool):
-        raise UsageError(f"{where}: {name} must be true or false, got {value!r}")
-    numeric = name in ("lr", "weight_decay", "adam_eps", "max_grad_norm", "eval_limit")
-    if (isinstance(sample, float) or numeric) and isinstance(value, str):
-        try:  # YAML 1.1 reads `1e-4` (no dot) as a string
-            return float(value)
-        except ValueError:
-            raise UsageError(f"{where}: {name} must be a number, got {value!r}") from None
-    if (isinstance(sample, float) or numeric) and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(sample, (list, dict)) and not isinstance(value, type(sample)):
-        raise UsageError(f"{where}: {name} must be a {type(sample).__name__}, got {value!r}")
-    return value
+def _setting(key: str, value: Any, where: str) -> Any:
+    if key not in FIELD_NAMES:
+        raise UsageError(f"{where}: unknown setting {key!r}; known: {', '.join(sorted(FIELD_NAMES))}")
+    return coerce(key, value, _HINTS[key], where)
 
 
 def load_config(source: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """A preset name or file, its `base:` chain, then `overrides` (e.g. from `--set key=value`)."""
+    """A preset name or file, its `base:` chain, then `overrides` (e.g. from `--set key=value`);
+    each value checked against its annotation (`harness.config_files`)."""
     chain: list[tuple[dict[str, Any], Path]] = []
     seen: set[Path] = set()
     data, path = _read(source)
@@ -207,27 +182,17 @@ def load_config(source: str | Path, overrides: dict[str, Any] | None = None) -> 
         data, path = _read(base if Path(str(base)).suffix else str(base))
     values: dict[str, Any] = {}
     for data, path in reversed(chain):
-        for key, value in data.items():
-            if key == "base":
-                continue
-            if key not in FIELD_NAMES:
-                raise UsageError(f"{path}: unknown setting {key!r}; known: {', '.join(sorted(FIELD_NAMES))}")
-            values[key] = _coerce(key, value, str(path))
-    for key, value in (overrides or {}).items():
-        if key not in FIELD_NAMES:
-            raise UsageError(f"--set: unknown setting {key!r}; known: {', '.join(sorted(FIELD_NAMES))}")
-        values[key] = _coerce(key, value, "--set")
+        values.update({key: _setting(key, value, str(path)) for key, value in data.items() if key != "base"})
+    values.update({key: _setting(key, value, "--set") for key, value in (overrides or {}).items()})
     return TrainConfig(**values)
 
 
-def parse_override(text: str) -> tuple[str, Any]:
-    """`key=value` with the value read as YAML (so numbers, lists and null work)."""
-    import yaml
+def write_config(cfg: TrainConfig, path: str | Path) -> Path:
+    """A config file `load_config` reads back to an equal config (how reproduce hands a run to
+    `harness train --config` under a launcher)."""
+    from harness.records import atomic_write
 
-    if "=" not in text:
-        raise UsageError(f"--set: expected key=value, got {text!r}")
-    key, raw = text.split("=", 1)
-    try:
-        return key.strip(), yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return key.strip(), raw
+    with atomic_write(path) as handle:
+        json.dump(cfg.to_dict(), handle, indent=1)
+        handle.write("\n")
+    return Path(path)

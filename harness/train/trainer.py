@@ -19,7 +19,6 @@ from typing import Callable
 
 from harness.errors import ResumeError
 from harness.mixing import COT_FORMATS
-from harness.records import atomic_write
 from harness.resume import claim
 from harness.train import checkpoints as ck
 from harness.train.config import RESUME_FREE, TrainConfig
