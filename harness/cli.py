@@ -248,7 +248,7 @@ def tasks_list():
 
 @app.command("eval")
 def eval_command(
-    model: str = typer.Option(..., help="HF hub id or local path; `tiny` = a random T5 built locally (pipeline check)."),
+    model: Optional[str] = typer.Option(None, help="HF hub id or local path; `tiny` = a random T5 built locally (pipeline check)."),
     tasks: str = typer.Option("gsm8k_cot_spec", help="Comma-separated task or group names (see `harness tasks list`)."),
     limit: Optional[float] = typer.Option(None, help="Items per task (an int) or a fraction (<1); > 0."),
     batch_size: Optional[str] = typer.Option(None, help="N (> 0), auto (lm-eval finds the largest that fits) or auto:N; default 8 on hf, auto on vllm."),
@@ -262,22 +262,30 @@ def eval_command(
     output_dir: Path = typer.Option(Path("runs/eval"), help="Each run writes OUTPUT_DIR/<model>/<UTC time>/."),
     seed: int = typer.Option(0),
     strict_data: bool = typer.Option(False, "--strict-data", help="Stop if a data file's sha256 differs from the manifest (default: warn)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="A JSON/YAML eval config (EvalConfig fields) instead of the options above."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Evaluate a model on spec tasks with lm-eval; writes lm-eval's results and samples files."""
     from harness.errors import UsageError, check_batch_size
-    from harness.eval.run import EvalConfig, run
+    from harness.eval.job import EvalConfig, load_config, run
 
-    if limit is not None and limit >= 1:
-        if limit != int(limit):
-            raise UsageError(f"--limit: {limit:g} is not allowed; give a whole number of items, or a fraction below 1")
-        limit = int(limit)
-    cfg = EvalConfig(
-        model=model, tasks=[t.strip() for t in tasks.split(",") if t.strip()], limit=limit,
-        batch_size=check_batch_size("--batch-size", batch_size), max_batch_size=max_batch_size, backend=backend,
-        device=device, max_length=max_length, max_gen_toks=max_gen_toks,
-        split_mode=split_mode, base_prompt=base_prompt, output_dir=output_dir, seed=seed, strict_data=strict_data,
-    )
+    if config is not None:
+        if model is not None:
+            raise UsageError("--config: give the model in the config file, not with --model as well")
+        cfg = load_config(config)
+    else:
+        if model is None:
+            raise UsageError("--model: required (a hub id, a local model folder, or `tiny`), or give --config FILE")
+        if limit is not None and limit >= 1:
+            if limit != int(limit):
+                raise UsageError(f"--limit: {limit:g} is not allowed; give a whole number of items, or a fraction below 1")
+            limit = int(limit)
+        cfg = EvalConfig(
+            model=model, tasks=[t.strip() for t in tasks.split(",") if t.strip()], limit=limit,
+            batch_size=check_batch_size("--batch-size", batch_size), max_batch_size=max_batch_size, backend=backend,
+            device=device, max_length=max_length, max_gen_toks=max_gen_toks,
+            split_mode=split_mode, base_prompt=base_prompt, output_dir=output_dir, seed=seed, strict_data=strict_data,
+        )
     summary = run(cfg, warn=lambda message: console.print(f"[bold yellow]{message}[/]", soft_wrap=True))
     if as_json:
         print(json.dumps({k: v for k, v in summary.items() if k != "manifest"}, indent=1))

@@ -38,8 +38,9 @@ def run(
     from harness.align.api import AlignConfig
     from harness.align.exact import ExactConfig
     from harness.align.jsonl import count_lines, run_alignment
-    from harness.align.store import count_selected, is_teacher_store, run_store_alignment
-    from harness.errors import DataError, check_choice, check_positive
+    from harness.align.job import AlignJob, run as run_job
+    from harness.align.store import count_selected, is_teacher_store
+    from harness.errors import DataError, check_positive
 
     check_positive("--workers", workers, allow_zero=True)
     check_positive("--chunk-size", chunk_size)
@@ -53,8 +54,9 @@ def run(
     if store:
         if not is_teacher_store(input_path):
             raise DataError(f"{input_path}: a folder but not a teacher store (no settings.json and data/); see docs/teacher-store.md")
-        check_choice("--setting", setting, ("faithful", "corrected"))
-        check_choice("--select", select, ("correct", "correct_faithful", "all"))
+        job = AlignJob(store=input_path, output=output_path, config=config, setting=setting, select=select, workers=workers,
+                       chunk_size=chunk_size, shard_rows=shard_rows)
+        job.check()  # before counting: options, the output writable
         total = count_selected(input_path, select)
     else:
         total = count_lines(input_path)
@@ -62,9 +64,7 @@ def run(
         with Progress(TextColumn("aligning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console, transient=True) as bar:
             task = bar.add_task("align", total=total)
             if store:
-                summary = run_store_alignment(input_path, output_path, config, setting=setting, select=select,
-                                              workers=workers or os.cpu_count() or 1, chunk_size=chunk_size, shard_rows=shard_rows,
-                                              progress=lambda n: bar.advance(task, n))
+                summary = run_job(job, progress=lambda n: bar.advance(task, n))
             else:
                 summary = run_alignment(input_path, output_path, config, workers=workers or os.cpu_count() or 1,
                                     chunk_size=chunk_size, progress=lambda n: bar.advance(task, n))

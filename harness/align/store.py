@@ -322,8 +322,3 @@ def count_selected(store: Path, select: str) -> int:
         return manifest.rows
     return sum(sum(handoff.read_table(store / name, [select], contract=TEACHER_STORE).column(select).to_pylist())
                for name in sorted(manifest.shards))
-
-
-def is_complete(output: str | os.PathLike) -> bool:
-    """A finished alignment output (sealed, every shard present with its size)."""
-    return handoff.is_complete(output, ALIGNED)

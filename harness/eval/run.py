@@ -46,7 +46,7 @@ EXPECTED_WARNINGS = (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalConfig:
     model: str
     tasks: list[str]
@@ -65,6 +65,7 @@ class EvalConfig:
     split_mode: str | None = None
     base_prompt: str | None = None
     output_dir: Path = Path("runs/eval")
+    run_dir: Path | None = None  # write exactly here (reproduce's cells); None: OUTPUT_DIR/<model>/<UTC time>/
     seed: int = 0
     strict_data: bool = False  # fail (instead of warning) when data files differ from the manifest
     extra_model_args: dict = field(default_factory=dict)
@@ -236,6 +237,8 @@ def _task_manager(metadata: dict | None):
 
 
 def run_folder(cfg: EvalConfig) -> Path:
+    if cfg.run_dir is not None:
+        return Path(cfg.run_dir)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     base = Path(cfg.output_dir) / model_label(cfg.model)
     folder, i = base / stamp, 1
@@ -252,7 +255,7 @@ def prepare(cfg: EvalConfig, warn: Callable[[str], None] = print) -> dict:
         check_tasks(cfg.tasks)
     device = check_device(cfg.device)
     check_backend_environment(cfg.backend, device)
-    check_output_dir(Path(cfg.output_dir))
+    check_output_dir(Path(cfg.run_dir) if cfg.run_dir is not None else Path(cfg.output_dir))
     root = data_dir()
     data_status = check_data(root, cfg.strict_data, warn)
     return {"device": device, "data_root": root, "data_status": data_status}
