@@ -27,17 +27,38 @@ def _find_links() -> list[str]:
     return [arg for link in out.split() for arg in ("--find-links", link)]
 
 
+def _gpu_count() -> int:
+    """CUDA GPUs on this machine (the same detection as `reproduce --profile auto`): `SPEC_GPU_COUNT`
+    when set (tests simulate a GPU node with it), else `nvidia-smi -L`."""
+    import shutil
+
+    forced = os.environ.get("SPEC_GPU_COUNT")
+    if forced is not None:
+        return int(forced) if forced.strip().isdigit() else 0
+    if not shutil.which("nvidia-smi"):
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+
+
 def _install(session: nox.Session, gpu: bool = False) -> None:
+    """The pinned stack: the CUDA lock (PyPI's torch 2.13.0 is a CUDA 13 build: NVIDIA driver R580+)
+    on a GPU machine, the CPU lock (a local CPU torch wheel where pip's find-links has one) elsewhere."""
     if gpu:
-        # GPU: the CUDA build of the pinned torch (it brings its matching triton), then the rest.
-        session.install("-e", ".[dev]")
+        session.install("-r", CUDA_LOCK)
     else:
         session.install(*_find_links(), "-r", LOCK)
-        session.install("--no-deps", "-e", ".")
+    session.install("--no-deps", "-e", ".")
 
 
-def _env() -> dict[str, str]:
-    env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+def _env(offline: bool = True) -> dict[str, str]:
+    """SPEC_DATA_DIR for every session; the test and kernel sessions keep the Hub off. Reproduction
+    sessions leave the user's HF_HUB_OFFLINE alone (the paper profile downloads its models; the cpu
+    and rehearsal profiles switch the Hub off for their own child processes)."""
+    env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"} if offline else {}
     env["SPEC_DATA_DIR"] = os.environ.get("SPEC_DATA_DIR", os.path.abspath("../shared/data"))
     return env
 
@@ -67,11 +88,14 @@ def kernel_bench(session: nox.Session) -> None:
 
 
 def _reproduce(session: nox.Session, table: str) -> None:
-    """Thin: `python -m harness reproduce TABLE …` (posargs pass through, e.g. `-- --profile paper`)."""
-    if _rerun_in_container(session, "cuda" if "paper" in session.posargs else "cpu"):
+    """Thin: `python -m harness reproduce TABLE …` (posargs pass through, e.g. `-- --authors-formats DIR`).
+    With a GPU visible (or `-- --profile paper`) the CUDA lock is installed and `--profile auto`
+    picks the paper profile; without one, the CPU lock and the cpu profile."""
+    gpu = _gpu_count() > 0 or "paper" in session.posargs
+    if _rerun_in_container(session, "cuda" if gpu else "cpu"):
         return
-    _install(session, gpu="paper" in session.posargs)
-    session.run("python", "-m", "harness", "reproduce", table, *session.posargs, env=_env())
+    _install(session, gpu=gpu)
+    session.run("python", "-m", "harness", "reproduce", table, *session.posargs, env=_env(offline=False))
 
 
 @nox.session(name="reproduce-table1", python="3.11", default=False)
@@ -103,7 +127,7 @@ def report(session: nox.Session) -> None:
     """Re-render every report from the results files already under runs/reproduce/ (no training, no eval)."""
     import glob
 
-    _install(session)
+    _install(session, gpu=False)
     found = sorted(glob.glob("runs/reproduce/*/*.results.json"))
     if not found:
         session.skip("no results under runs/reproduce/ yet: run nox -s reproduce-table1 first")

@@ -125,17 +125,23 @@ app.add_typer(report_app, name="report")
 @app.command("reproduce")
 def reproduce_command(
     table: str = typer.Argument(..., help="table1 | table2 | table3 | figures"),
-    profile: str = typer.Option("auto", help="auto (cpu without a GPU, else paper) | cpu | paper"),
+    profile: str = typer.Option("auto", help="auto (paper with a GPU, else cpu) | cpu | rehearsal | paper"),
     work: Path = typer.Option(Path("runs/reproduce"), help="working folder (resumable); PROFILE/ is added"),
     reports: Path = typer.Option(Path("reports"), help="reports go to REPORTS/<table>/<profile>/"),
-    authors_formats: Optional[Path] = typer.Option(None, help="paper profile: the authors' released format pickles (folder)"),
-    teacher_config: Optional[Path] = typer.Option(None, help="paper profile: a teacher job config (README, section Teacher data) instead"),
+    authors_formats: Optional[Path] = typer.Option(None, help="teacher data: the authors' released format pickles (folder; docs/reproduce.md)"),
+    teacher_config: Optional[Path] = typer.Option(None, help="teacher data: a teacher job config (README, section Teacher data)"),
+    setting: str = typer.Option("faithful", help="faithful (the authors' pipeline) | corrected: the align/formats setting"),
+    select: Optional[str] = typer.Option(None, help="Table 1's specialized checkpoint: mas-dev (the paper's advice) | gsm8k-dev | last"),
+    sets: list[str] = typer.Option([], "--set", help="training override key=value for every run (as `harness train --set`), repeatable"),
+    gpus: Optional[int] = typer.Option(None, help="paper profile: GPUs to use (default: every visible one)"),
     checkpoint: list[str] = typer.Option([], help="ROW=PATH: evaluate this specialized model for ROW instead of training (repeatable)"),
     data_dir: Optional[Path] = typer.Option(None, help="data directory (default $SPEC_DATA_DIR)"),
+    plan: bool = typer.Option(False, "--plan", help="print every step with its estimated cost and stop"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the steps (done ones marked) and stop"),
 ) -> None:
     """Rerun one of the paper's tables end to end and write its comparison report."""
     from harness.config import data_dir as resolve_data_dir
+    from harness.config_files import parse_override
     from harness.errors import UsageError
     from harness.reproduce import Reproduction, pick_profile, profile as make_profile
 
@@ -146,19 +152,60 @@ def reproduce_command(
         if not sep:
             raise UsageError(f"--checkpoint: expected ROW=PATH, got {item!r}")
         given[row.strip()] = Path(path)
-    prof = make_profile(name)
-    for row in given:
-        if row not in prof.sizes:
-            raise UsageError(f"--checkpoint: unknown row {row!r}; rows: {', '.join(prof.sizes)}")
-    job = Reproduction(table, prof, work / name, reports, resolve_data_dir(data_dir), authors_formats=authors_formats,
-                       teacher_config=teacher_config, checkpoints=given, dry_run=dry_run)
-    written = job.run()
-    if dry_run:
-        for line in job.planned:
+    if gpus is not None and gpus < 1:
+        raise UsageError(f"--gpus: {gpus} is not allowed; give a positive number of GPUs")
+    job = Reproduction(table, make_profile(name, gpus), work / name, reports, resolve_data_dir(data_dir), authors_formats=authors_formats,
+                       teacher_config=teacher_config, setting=setting, checkpoints=given, select=select,
+                       overrides=dict(parse_override(s) for s in sets))
+    if plan or dry_run:
+        job.check()
+        for line in job.plan_lines(costs=plan):
             typer.echo(line)
         return
+    written = job.run()
     for path in written:
         typer.echo(f"reproduce: wrote {path}")
+    if job.not_run:
+        for row, info in job.not_run.items():
+            _error(f"{row}: not run ({info['reason']})")
+        raise typer.Exit(1)
+
+
+models_app = typer.Typer(no_args_is_help=True, help="Models by hub id: download them, or build the rehearsal's stand-ins.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("download")
+def models_download(
+    profile: str = typer.Option("paper", help="paper: every model of the plan"),
+    table: str = typer.Option("table1", help="table1 | table2 | table3 | figures | all"),
+):
+    """Fetch config, weights and tokenizer of every model a reproduction needs into the Hugging Face cache."""
+    from harness import hub
+    from harness.errors import check_choice
+    from harness.reproduce.profiles import TABLES, profile as make_profile
+
+    check_choice("--profile", profile, ("paper",))
+    check_choice("--table", table, (*TABLES, "all"))
+    prof = make_profile(profile, 1)
+    rows = [r for r in prof.rows if table in ("all", "table2", "figures") or r.startswith("flan-t5")]
+    fetched = hub.download([prof.models[r] for r in rows], progress=lambda model: console.print(f"downloading {model} …"))
+    for model, folder in fetched.items():
+        print(f"{model}\t{folder}")
+
+
+@models_app.command("rehearsal-cache")
+def models_rehearsal_cache(
+    cache: Optional[Path] = typer.Option(None, help="Hugging Face hub cache folder (default: $HF_HUB_CACHE, i.e. the one transformers reads)"),
+):
+    """Tiny random T5s (real T5 tokenizer) under the paper profile's hub ids, for `reproduce --profile rehearsal`.
+    Do not point this at a cache holding the real models: the stand-ins would take their place."""
+    from harness import hub
+    from harness.reproduce.profiles import HUB_IDS
+
+    root = cache or hub.cache_root()
+    built = hub.build_rehearsal_cache(root, HUB_IDS.values())
+    console.print(f"{len(built)} stand-in models in {root} (pipeline check: random weights under real ids)", soft_wrap=True)
 
 
 @data_app.command("download")
@@ -267,12 +314,16 @@ def eval_command(
 ):
     """Evaluate a model on spec tasks with lm-eval; writes lm-eval's results and samples files."""
     from harness.errors import UsageError, check_batch_size
-    from harness.eval.job import EvalConfig, load_config, run
+    from harness.eval.job import EvalConfig, load_configs, run
 
     if config is not None:
         if model is not None:
             raise UsageError("--config: give the model in the config file, not with --model as well")
-        cfg = load_config(config)
+        configs = load_configs(config)
+        if len(configs) > 1:  # a worker's share of a reproduction: each run into its own folder, finished ones skipped
+            _eval_many(configs)
+            return
+        cfg = configs[0]
     else:
         if model is None:
             raise UsageError("--model: required (a hub id, a local model folder, or `tiny`), or give --config FILE")
@@ -294,6 +345,28 @@ def eval_command(
     if summary.get("pipeline_check"):
         console.print(f"[bold yellow]{summary['note']}[/]", soft_wrap=True)
     console.print(f"files written to {summary['output_dir']}", soft_wrap=True)
+
+
+def _eval_many(configs) -> None:
+    """Run several eval configs in one process; every failure is reported, the others still run."""
+    from harness.errors import HarnessError
+    from harness.eval.job import is_complete, run
+
+    failed = []
+    for cfg in configs:
+        if cfg.run_dir is not None and is_complete(cfg.run_dir):
+            console.print(f"eval: {cfg.model} on {','.join(cfg.tasks)}: done earlier ({cfg.run_dir})", soft_wrap=True)
+            continue
+        try:
+            summary = run(cfg, warn=lambda message: console.print(f"[bold yellow]{message}[/]", soft_wrap=True))
+        except HarnessError as err:
+            _error(f"{cfg.model} on {','.join(cfg.tasks)}: {err}")
+            failed.append(cfg)
+            continue
+        _print_eval_table(summary)
+        console.print(f"files written to {summary['output_dir']}", soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
 
 
 def _pct(value) -> str:

@@ -1,160 +1,159 @@
-"""The table runner: its plan per profile, and a half-finished run resumed without redoing work.
-
-Stage commands are replaced by a fake that writes what each real command would leave behind, so
-the orchestration logic (what is skipped, what is rerun, which cells come out) runs in seconds.
-"""
+"""The table runner's plan and its checks: the rehearsal plans the paper profile's steps exactly
+(sizes and limits aside), teacher data and models are checked before any work, nox picks the
+CUDA lock and the paper profile on a GPU node. The rehearsal itself runs in tests/test_rehearsal.py."""
 
 from __future__ import annotations
 
-import json
+import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
 
 from harness.errors import UsageError
-from harness.reproduce import Reproduction, profile
+from harness.reproduce import Reproduction, _waves, pick_profile, profile
 
-
-class FakeStages:
-    """Records stage commands and fakes their outputs; can fail once at a chosen stage."""
-
-    def __init__(self, fail_at: str | None = None):
-        self.calls: list[list[str]] = []
-        self.fail_at = fail_at
-
-    def __call__(self, job: Reproduction, args: list[str], done: bool, what: str) -> None:
-        job.planned.append(("done: " if done else "") + " ".join(args))
-        if done:
-            return
-        if self.fail_at and what.startswith(self.fail_at):
-            self.fail_at = None
-            raise UsageError(f"reproduce: {what} failed (exit 1)")
-        self.calls.append(args)
-        cmd = args[0]
-        opt = lambda name: args[args.index(name) + 1]  # noqa: E731
-        if cmd == "teacher":
-            out = Path(opt("--output")); out.mkdir(parents=True, exist_ok=True); (out / "stats.json").write_text("{}")
-        elif cmd == "formats":
-            out = Path(opt("--output")); out.mkdir(parents=True, exist_ok=True); (out / "stats.json").write_text("{}")
-        elif cmd == "train":
-            run = Path(opt("--output"))
-            sets = dict(a.split("=", 1) for a in args[1:] if "=" in a and not a.startswith("-"))
-            eval_tasks = json.loads(sets["eval_tasks"])
-            for examples, dev in ((150, (10.0, 20.0)), (300, (30.0, 10.0))):
-                ckpt = run / f"checkpoint-{examples:09d}"
-                (ckpt / "model").mkdir(parents=True, exist_ok=True)
-                (ckpt / "trainer_state.json").write_text(json.dumps({"examples": examples}))
-                (ckpt / "eval" / "model" / "t").mkdir(parents=True, exist_ok=True)
-                (ckpt / "eval" / "model" / "t" / "summary.json").write_text(json.dumps(
-                    {"tasks": {t: {"acc_faithful": dev[0], "n": 5} for t in eval_tasks}, "manifest": {"config": {"limit": 5}}}))
-                with open(run / "metrics.jsonl", "a") as f:
-                    for task, value in zip(("gsm8k_cot_spec_dev", "mas_cot_spec_dev"), dev):
-                        f.write(json.dumps({"kind": "eval", "checkpoint": ckpt.name, "examples": examples, "task": task, "value": value}) + "\n")
-            (run / "config.json").write_text("{}")
-        elif cmd == "eval":
-            tasks = opt("--tasks").split(",")
-            folder = Path(opt("--output-dir")) / "m" / "t"
-            folder.mkdir(parents=True, exist_ok=True)
-            summary = {"model": opt("--model"), "tasks": {}, "bbh": {}, "manifest": {"config": {"limit": 5}}}
-            for task in tasks:
-                if task.startswith("bbh"):
-                    summary["bbh"][task] = {"acc_faithful": {"mean_27": 12.0, "mean_23": 12.0}}
-                    for sub in ("date_understanding", "snarks"):
-                        summary["tasks"][f"{task}_{sub}"] = {"acc_faithful": 12.0, "n": 1}
-                else:
-                    summary["tasks"][task] = {"acc_faithful": 20.0, "n": 5}
-                    if task.startswith("mas"):
-                        for member in ("multiarith", "asdiv", "svamp"):
-                            summary["tasks"][task.replace("mas", member, 1)] = {"acc_faithful": 20.0, "n": 5}
-            (folder / "summary.json").write_text(json.dumps(summary))
-
-
-@pytest.fixture
-def fake(monkeypatch):
-    stages = FakeStages()
-    monkeypatch.setattr(Reproduction, "_run", lambda self, args, done, what: stages(self, args, done, what))
-    return stages
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _job(tmp_path, table="table1", name="cpu", **kw):
-    return Reproduction(table, profile(name), tmp_path / "work", tmp_path / "reports", Path("../shared/data"), log=lambda m: None, **kw)
+    prof = profile(name, 8) if name == "paper" else profile(name)
+    return Reproduction(table, prof, tmp_path / "work", tmp_path / "reports", Path("../shared/data"), **kw)
 
 
-def test_table1_cpu_chain_then_a_rerun_does_nothing(tmp_path, fake):
-    cells = _job(tmp_path).table1()
-    kinds = [c[0] for c in fake.calls]
-    assert kinds[:4] == ["teacher", "align", "formats", "train"]
-    assert kinds.count("eval") == 4  # two models x (math limit, BBH limit)
-    assert {(c["row"], c["column"]) for c in cells} == {(r, col) for r in ("flan-t5-base", "flan-t5-base specialized")
-                                                       for col in ("gsm8k", "multiarith", "asdiv", "svamp", "bbh_ao", "bbh_cot")}
-    before = len(fake.calls)
-    again = _job(tmp_path).table1()
-    assert len(fake.calls) == before  # everything cached or complete
-    assert again == cells
+@pytest.mark.parametrize("table", ["table1", "table2", "table3", "figures"])
+def test_the_rehearsal_plans_the_paper_profiles_steps(tmp_path, table):
+    folder = tmp_path / "pickles"
+    folder.mkdir()
+    paper = _job(tmp_path, table, "paper", authors_formats=folder)
+    rehearsal = _job(tmp_path, table, "rehearsal", authors_formats=folder)
+    assert paper.graph() == rehearsal.graph()
+    stages = [g[0] for g in paper.graph()]
+    assert stages[0] == "formats" and "train" in stages and "eval" in stages
+    # ... and only sizes, limits and the process count differ
+    assert [s.limit for s in paper.steps() if s.stage == "eval"] == [None] * stages.count("eval")
+    assert all(s.limit is not None for s in rehearsal.steps() if s.stage == "eval")
 
 
-def test_a_run_killed_half_way_resumes_where_it_stopped(tmp_path, monkeypatch):
-    stages = FakeStages(fail_at="train")
-    monkeypatch.setattr(Reproduction, "_run", lambda self, args, done, what: stages(self, args, done, what))
-    with pytest.raises(UsageError, match="train flan-t5-base"):
-        _job(tmp_path).table1()
-    assert [c[0] for c in stages.calls] == ["teacher", "align", "formats"]
-    _job(tmp_path).table1()
-    assert [c[0] for c in stages.calls][3:5] == ["train", "eval"]  # teacher, align, formats not redone
-    assert [c[0] for c in stages.calls].count("teacher") == 1
+def test_paper_training_uses_the_faithful_presets_and_the_launcher_per_size(tmp_path):
+    job = _job(tmp_path, "table1", "paper", authors_formats=tmp_path)
+    trains = {s.rows[0]: s for s in job.steps() if s.stage == "train"}
+    assert {row: s.details["preset"] for row, s in trains.items()} == {f"flan-t5-{size}": f"faithful-{size}" for size in ("base", "large", "xl", "xxl")}
+    assert trains["flan-t5-base"].launch == "accelerate launch: 8 GPU process(es), ddp"
+    assert trains["flan-t5-xxl"].launch == "accelerate launch: 8 GPU process(es), fsdp"
+    models = {s.model.name for s in job.steps() if s.stage == "eval" and s.model.train_key is None}
+    assert models == {f"google/flan-t5-{size}" for size in ("base", "large", "xl", "xxl")}
+    one_gpu = Reproduction("table1", profile("paper", 1), tmp_path / "w", tmp_path / "r", Path("."), authors_formats=tmp_path)
+    assert {s.launch for s in one_gpu.steps() if s.stage == "train"} == {"accelerate launch: 1 GPU process(es), one process"}
 
 
-def test_table3_uses_the_checkpoint_each_dev_set_selects(tmp_path, fake):
-    cells = _job(tmp_path, "table3").table3()
-    models = {c["row"]: c["model"] for c in cells}
-    assert models["flan-t5-base gsm8k-dev"].endswith("checkpoint-000000300/model")
-    assert models["flan-t5-base mas-dev"].endswith("checkpoint-000000150/model")
-    assert {c["protocol"]["selection"] for c in cells} == {"gsm8k_dev", "mas_dev"}
+def test_training_configs_are_built_through_the_train_stage(tmp_path):
+    job = _job(tmp_path, "table1", "paper", authors_formats=tmp_path, overrides={"precision": "tf32"})
+    step = next(s for s in job.steps() if s.key == "train flan-t5-xl distribution")
+    config = step.make_job()
+    assert config.model == "google/flan-t5-xl" and config.loss == "distribution" and config.variant == "faithful"
+    assert config.precision == "tf32"  # --set reaches every run
+    assert config.eval_tasks == ["gsm8k_cot_spec_dev", "mas_cot_spec_dev", "bbh_ao_spec", "bbh_cot_spec"]
+    assert config.eval_limits == {"bbh_ao_spec": 10, "bbh_cot_spec": 10}  # the BBH slice of Fig. 3
+    assert config.formats_dir == str(tmp_path / "work" / "formats")
 
 
-def test_paper_profile_plan_uses_the_hub_models_and_faithful_presets(tmp_path):
-    job = _job(tmp_path, "table1", "paper", dry_run=True)
-    job.run()
-    plan = "\n".join(job.planned)
-    for size in ("base", "large", "xl", "xxl"):
-        assert f"--config faithful-{size}" in plan and f"--model google/flan-t5-{size}" in plan
-    assert "--limit" not in plan and "teacher sample" in plan
-    evals = [line for line in job.planned if line.startswith("python -m harness eval ")]
-    trains = [line for line in job.planned if line.startswith("python -m harness train ")]
-    assert evals and all(line.endswith("--batch-size auto --backend auto") for line in evals)
-    assert trains and all('--set eval_batch_size="auto"' in line for line in trains)
+def test_specialized_rows_evaluate_the_checkpoint_the_rule_picks(tmp_path):
+    job = _job(tmp_path, "table1", "paper", authors_formats=tmp_path)
+    spec = [s for s in job.steps() if s.stage == "eval" and s.model.train_key is not None]
+    assert spec and {s.model.rule for s in spec} == {"mas-dev"}
+    job = _job(tmp_path, "table1", "paper", authors_formats=tmp_path, select="gsm8k-dev")
+    assert {s.model.rule for s in job.steps() if s.stage == "eval" and s.model.train_key} == {"gsm8k-dev"}
+    table3 = _job(tmp_path, "table3", "paper", authors_formats=tmp_path)
+    assert {s.model.rule for s in table3.steps() if s.stage == "eval"} == {"gsm8k-dev", "mas-dev"}
 
 
-def test_cpu_profile_commands_keep_batch_size_8_and_no_backend_flag(tmp_path, fake):
-    _job(tmp_path).table1()
-    evals = [c for c in fake.calls if c[0] == "eval"]
-    assert evals and all(c[c.index("--batch-size") + 1] == "8" and "--backend" not in c for c in evals)
-    assert not any("eval_batch_size" in a for c in fake.calls for a in c)
+def test_asdiv_and_svamp_are_also_scored_on_their_clean_split(tmp_path):
+    job = _job(tmp_path, "table1", "paper", authors_formats=tmp_path)
+    clean = [s for s in job.steps() if s.split_mode == "clean"]
+    assert clean and all(s.tasks == ("asdiv_cot_spec", "svamp_cot_spec") for s in clean)
 
 
 def test_given_checkpoints_are_evaluated_instead_of_trained(tmp_path):
-    job = _job(tmp_path, "table1", "paper", dry_run=True, checkpoints={"flan-t5-xl": Path("/models/xl-spec")},
-               authors_formats=Path("/data/processed"))
-    job.run()
-    plan = "\n".join(job.planned)
-    assert "--model /models/xl-spec" in plan and "faithful-xl" not in plan
-    assert "formats import-authors /data/processed" in plan and "teacher sample" not in plan
+    job = _job(tmp_path, "table1", "paper", authors_formats=tmp_path, checkpoints={"flan-t5-xl": tmp_path / "xl-spec"})
+    assert "train flan-t5-xl distribution" not in [s.key for s in job.steps()]
+    assert str(tmp_path / "xl-spec") in {s.model.name for s in job.steps() if s.stage == "eval"}
 
 
-def test_unknown_table_is_refused(tmp_path):
+def test_teacher_data_must_be_named_outside_the_cpu_profile(tmp_path):
+    with pytest.raises(UsageError, match="--authors-formats DIR .* or --teacher-config FILE"):
+        _job(tmp_path, "table1", "paper").check()
+    default = tmp_path / "teacher.yaml"
+    default.write_text("teacher:\n  kind: default\n")
+    with pytest.raises(UsageError, match="pipeline-check teacher"):
+        _job(tmp_path, "table1", "rehearsal", teacher_config=default).check()
+
+
+def test_missing_models_are_named_with_the_command_that_fetches_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(UsageError) as err:
+        _job(tmp_path, "table1", "paper", authors_formats=tmp_path).check()
+    message = str(err.value)
+    assert "google/flan-t5-base" in message and "google/flan-t5-xxl" in message
+    assert "python -m harness models download --profile paper --table table1" in message
+    assert len(message.splitlines()) <= 3
+
+
+def test_cpu_profile_plan(tmp_path):
+    job = _job(tmp_path)
+    assert [s.stage for s in job.steps()][:3] == ["teacher", "align", "formats"]
+    train = next(s for s in job.steps() if s.stage == "train")
+    assert train.launch == "python: 1 process" and train.make_job().model == "tiny"
+
+
+def test_eval_steps_run_in_waves_between_training_runs(tmp_path):
+    steps = _job(tmp_path, "table1", "paper", authors_formats=tmp_path).row_steps("flan-t5-base")
+    assert [[s.stage for s in wave] for wave in _waves(steps)] == [["eval"] * 3, ["train"], ["eval"] * 3]
+
+
+def test_unknown_table_and_profile_are_refused(tmp_path):
     with pytest.raises(UsageError, match="table"):
         _job(tmp_path, "table9")
+    with pytest.raises(UsageError, match="--profile"):
+        pick_profile("gpu")
 
 
-def test_figures_trains_sample_matching_and_format_only_runs(tmp_path, fake):
-    job = _job(tmp_path, "figures")
-    curves, fig4 = job.curves(), job.fig4_points()
-    runs = [c[c.index("--output") + 1] for c in fake.calls if c[0] == "train"]
-    assert [Path(r).name for r in runs] == ["flan-t5-base-distribution", "flan-t5-base-sample",
-                                            "flan-t5-base-distribution-in_context", "flan-t5-base-distribution-zero_shot"]
-    in_context_run = next(c for c in fake.calls if c[0] == "train" and c[c.index("--output") + 1].endswith("in_context"))
-    assert '--set' in in_context_run and 'formats=["in_context_answer_only", "in_context_cot"]' in in_context_run
-    assert {c["matching"] for c in curves} == {"distribution", "sample"} and {c["task"] for c in curves} == {"gsm8k", "mas"}
-    assert {(p["train_format"], p["test_format"]) for p in fig4} == {(a, b) for a in ("in_context", "zero_shot") for b in ("in_context", "zero_shot")}
-    assert sorted({p["examples"] for p in fig4}) == [0, 150, 300]  # the start model, then each checkpoint
-    assert sorted({c["examples"] for c in curves}) == [0, 150, 300]
+def test_auto_picks_paper_on_a_gpu_node(monkeypatch):
+    monkeypatch.setenv("SPEC_GPU_COUNT", "8")
+    assert pick_profile("auto") == "paper" and profile("paper").processes == 8
+    monkeypatch.setenv("SPEC_GPU_COUNT", "0")
+    assert pick_profile("auto") == "cpu"
+
+
+def _noxfile():
+    if "spec_noxfile" in sys.modules:
+        return sys.modules["spec_noxfile"]
+    spec = importlib.util.spec_from_file_location("spec_noxfile", ROOT / "noxfile.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Session:
+    def __init__(self, *posargs):
+        self.posargs, self.installs, self.runs, self.name = list(posargs), [], [], "reproduce-table1"
+
+    def install(self, *args):
+        self.installs.append(args)
+
+    def run(self, *args, env=None, **kw):
+        self.runs.append((args, env))
+
+
+@pytest.mark.parametrize("gpus, lock", [("8", "containers/requirements-cuda.lock"), ("0", "containers/requirements-cpu.lock")])
+def test_nox_installs_the_cuda_lock_on_a_gpu_node_and_leaves_the_hub_alone(monkeypatch, gpus, lock):
+    pytest.importorskip("nox")
+    nox_module = _noxfile()
+    monkeypatch.setenv("SPEC_GPU_COUNT", gpus)
+    session = _Session()
+    nox_module._reproduce(session, "table1")
+    assert any(lock in args for args in session.installs)
+    (args, env), = session.runs
+    assert args[:4] == ("python", "-m", "harness", "reproduce") and "HF_HUB_OFFLINE" not in env

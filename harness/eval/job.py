@@ -48,3 +48,20 @@ def load_config(path: str | Path) -> EvalConfig:
     from harness.config_files import build, read_mapping
 
     return build(EvalConfig, read_mapping(path, "an eval config"), where=str(path))
+
+
+def load_configs(path: str | Path) -> list[EvalConfig]:
+    """One config (a mapping), or several: a JSON list of config files (an evaluation worker's share
+    of a reproduction's cells, run one after another in one process)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path.suffix == ".json" else None
+    except (OSError, ValueError):
+        data = None
+    if isinstance(data, list):
+        from harness.errors import UsageError
+
+        if not all(isinstance(item, str) for item in data):
+            raise UsageError(f"{path}: a list of eval config files is expected (paths as strings)")
+        return [load_config(item) for item in data]
+    return [load_config(path)]
