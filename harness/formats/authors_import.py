@@ -69,6 +69,12 @@ from harness.schemas import FORMATS as FORMATS_CONTRACT
 from harness.mixing import BATCH_SIZES
 from harness.formats.render import COT_FORMATS, FORMATS
 
+# The released files' record counts (authors-code-protocol.md §1.4): every correct, aligned Codex
+# sample in each CoT file; at most one record per question with a correct sample in each
+# answer-only file (their batch arithmetic puts it in [7,200, 7,296]).
+PAPER_RECORDS = {"zero_shot_cot": (207_135, 207_135), "in_context_cot": (207_135, 207_135),
+                 "zero_shot_answer_only": (7_200, 7_296), "in_context_answer_only": (7_200, 7_296)}
+SOURCE_URL = "https://drive.google.com/drive/folders/1BOXcUTnEyvQia_ypHcaUnUbLsN4HzqmQ"  # linked from the authors' readme.md (a8ffd51)
 JOB = "formats.import-authors"
 IMPORTER_VERSION = 1
 SETTING = "authors-released"
@@ -368,7 +374,9 @@ def import_authors_formats(
         pickles = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_of(p)} for p in files.values()}
         stats = {
             "settings": settings,
-            "source": {"folder": str(folder.resolve()), "tokenizer_model": str(spiece), "pickles": pickles},
+            "source": {"folder": str(folder.resolve()), "tokenizer_model": str(spiece), "pickles": pickles, "url": SOURCE_URL},
+            "paper_counts": {fmt: {"records": record_counts[fmt], "expected": list(PAPER_RECORDS[fmt]),
+                                   "as_released": PAPER_RECORDS[fmt][0] <= record_counts[fmt] <= PAPER_RECORDS[fmt][1]} for fmt in files},
             "records": record_counts,
             "counts": {fmt: progress[fmt]["counts"] for fmt in files},
             "cot_formats_same_targets": (len(digests) == 1) if all(f in files for f in COT_FORMATS) else None,
