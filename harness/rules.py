@@ -93,7 +93,21 @@ def first_bad_logprob(values) -> int | None:
     return next((i for i, v in enumerate(values) if logprob_problem(v) is not None), None)
 
 
-def first_bad_probability(values: np.ndarray, tolerance: float = 1e-6) -> int | None:
+PROBABILITY_TOLERANCE = 1e-6  # rounding above 1
+
+
+def is_probability(value) -> bool:
+    """A plain number in [0, 1] (rounding above 1 allowed), not a bool, not NaN."""
+    return type(value) in (float, int) and math.isfinite(value) and 0.0 <= value <= 1.0 + PROBABILITY_TOLERANCE
+
+
+def all_probabilities(values: Sequence) -> bool:
+    """Every value `is_probability`, checked at C speed over the whole list."""
+    return (set(map(type, values)) <= {float, int} and all(map(math.isfinite, values))
+            and (not values or (min(values) >= 0.0 and max(values) <= 1.0 + PROBABILITY_TOLERANCE)))
+
+
+def first_bad_probability(values: np.ndarray, tolerance: float = PROBABILITY_TOLERANCE) -> int | None:
     """Index of the first entry that is not a probability in [0, 1] (+ rounding), or None."""
     bad = ~np.isfinite(values) | (values < 0) | (values > 1 + tolerance)
     return int(np.argmax(bad)) if bad.any() else None

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 from pathlib import Path
@@ -61,6 +60,7 @@ from harness.checksums import sha256_of
 from harness.config import data_file
 from harness.errors import DataError, check_positive
 from harness.records import Example, RecordError, atomic_write
+from harness.rules import is_probability
 from harness.safe_pickle import load_pickle
 from harness.templates import COT_TRIGGER, strip_colons
 
@@ -259,7 +259,7 @@ class _File:
             counts["max_entries"] = max(counts["max_entries"], len(items))
             if len(items) == 1:
                 p = items[0][1]
-                if not _prob_ok(p):
+                if not is_probability(p):
                     self.fail(i, "per_step_probs", f"step {s}: probability {p!r} of {items[0][0]!r} is not a number in [0, 1]")
                 counts["one_hot_positions"] += p == 1.0
                 topk_ids.append([target, *self._pad[1]])
@@ -269,7 +269,7 @@ class _File:
             counts["multi_entry_positions"] += 1
             kept: list[tuple[int, float]] = []
             for piece, p in items:
-                if not _prob_ok(p):
+                if not is_probability(p):
                     self.fail(i, "per_step_probs", f"step {s}: probability {p!r} of {piece!r} is not a number in [0, 1]")
                 token = vocab.get(piece) if isinstance(piece, str) else None
                 if token is None:
@@ -290,10 +290,6 @@ class _File:
             topk_mask.append(self._masks[w])
         counts["positions"] += len(ids)
         return {"student_ids": ids, "topk_ids": topk_ids, "topk_probs": topk_probs, "topk_mask": topk_mask}
-
-
-def _prob_ok(p: Any) -> bool:
-    return type(p) in (float, int) and math.isfinite(p) and 0.0 <= p <= 1.0 + 1e-6
 
 
 def _show(value: Any) -> str:

@@ -265,9 +265,7 @@ class Reproduction:
         steps = self.steps()
         console = Console(self.out, total=len(steps))
         console.line(f"reproduce {self.table}, profile {self.p.name}: {len(steps)} steps; logs in {self.work / 'logs'}/")
-        data = [s for s in steps if s.stage in ("teacher", "align", "formats")]
-        for step in data:
-            self._run_step(step, console)
+        self.run_data(console)
         written: list[Path] = []
         for row in self.rows():
             for wave in _waves([s for s in steps if s.stage not in ("teacher", "align", "formats") and row in s.rows]):
@@ -276,6 +274,13 @@ class Reproduction:
         if not written:
             written = self.write_report()
         return written
+
+    def run_data(self, console: Console | None = None) -> None:
+        """The data steps: teacher -> align -> formats, or the authors' formats imported."""
+        steps = [s for s in self.steps() if s.stage in ("teacher", "align", "formats")]
+        console = console or Console(self.out, total=len(steps))
+        for step in steps:
+            self._run_step(step, console)
 
     def _blocked(self, step: Step) -> str | None:
         for row in step.rows:

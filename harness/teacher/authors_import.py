@@ -45,7 +45,7 @@ from typing import Any, Callable, Sequence
 from harness import answers
 from harness.errors import DataError
 from harness.records import Example, atomic_write
-from harness.rules import clean_text, framed_text, is_framed
+from harness.rules import all_probabilities, clean_text, framed_text, is_framed, is_probability
 from harness.safe_pickle import RestrictedUnpickler, load_pickle  # noqa: F401 (moved to the core; still importable here)
 
 from harness.teacher.record import ZERO_PROB_LOGPROB, TeacherRecord, grade
@@ -129,11 +129,6 @@ class _LogTable(dict):
 
 
 _LOG = _LogTable()
-_PROB_TYPES = {float, int}
-
-
-def _prob_ok(p: Any) -> bool:
-    return type(p) in _PROB_TYPES and 0.0 <= p <= 1.0 + 1e-6
 
 
 def convert_steps(steps: Any, where: _Where) -> tuple[list[str], list[float], list[list[str]], list[list[float]]]:
@@ -150,8 +145,7 @@ def convert_steps(steps: Any, where: _Where) -> tuple[list[str], list[float], li
         ok = ok and set(map(type, flat)) <= {list, tuple} and set(map(len, flat)) <= {2}
         words = [w for w, _ in flat] if ok else []
         probs = [p for _, p in flat] if ok else []
-        ok = ok and set(map(type, words)) <= {str} and set(map(type, probs)) <= _PROB_TYPES
-        ok = ok and all(map(math.isfinite, probs)) and (not probs or (min(probs) >= 0.0 and max(probs) <= 1.0 + 1e-6))
+        ok = ok and set(map(type, words)) <= {str} and all_probabilities(probs)
     except (TypeError, ValueError):
         ok = False
     if not ok:
@@ -181,7 +175,7 @@ def _find_bad_step(steps: list, where: _Where) -> None:
             w, p = pair
             if type(w) is not str:
                 where.fail(f"entry {e}: token {w!r} is not a string", s)
-            if not _prob_ok(p):
+            if not is_probability(p):
                 where.fail(f"entry {e}: probability {p!r} is not a number in [0, 1]", s)
     where.fail("malformed step list")  # pragma: no cover - the checks above name every failure
 
@@ -394,6 +388,6 @@ def load_dtw_targets(path: str | os.PathLike) -> list[list[list[dict[str, float]
             if not isinstance(steps, list):
                 raise DataError(f"{path}: question {i} sample {k}: expected None or a list of dicts, got {type(steps).__name__}")
             for s, entry in enumerate(steps):
-                if not isinstance(entry, dict) or not all(isinstance(w, str) and _prob_ok(p) for w, p in entry.items()):
+                if not isinstance(entry, dict) or not all(isinstance(w, str) and is_probability(p) for w, p in entry.items()):
                     raise DataError(f"{path}: question {i} sample {k} step {s}: expected a {{T5 token: probability}} dict, got {_show(entry)}")
     return data

@@ -78,7 +78,7 @@ def captured(monkeypatch):
         return {"results": {}, "configs": {}, "n-samples": {}, "config": {"batch_sizes": []}}
 
     monkeypatch.setattr(lm_eval, "simple_evaluate", simple_evaluate)
-    monkeypatch.setattr(eval_run, "_task_manager", lambda metadata: None)
+    monkeypatch.setattr(eval_run, "_task_manager", lambda metadata, only_ours=False: None)
     return calls
 
 
