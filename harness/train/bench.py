@@ -140,7 +140,7 @@ def run_ours(cfg, batch, device, n: int, seed: int, distribution: bool, fused: b
     from harness.train.losses import DistillationObjective
 
     model = _model(cfg, device, seed)
-    objective = DistillationObjective(model, seq2seq=True, variant="faithful", fused=fused)
+    objective = DistillationObjective(model, seq2seq=True, variant="faithful", fused=fused, pad_id=0)  # T5's <pad>, as the trainer
     opt = _adamw(model)
     names = ("input_ids", "attention_mask", "labels", "decoder_input_ids") + (("topk_ids", "topk_probs") if distribution else ())
 

@@ -1,4 +1,4 @@
-"""`python -m harness train …`: run a training config; `train select`, `train evaluate`.
+"""`python -m harness train …`: run a training config; `train evaluate`, `train select`, `train prune`.
 
 The evaluator (lm-eval through the eval stage) is handed in by harness/cli.py in the command
 context (`ctx.obj["evaluator"]`), so this stage never imports the eval stage.
@@ -48,11 +48,14 @@ def train(
     """Train with CONFIG; writes checkpoints, metrics.jsonl and TensorBoard logs to the run folder."""
     if ctx.invoked_subcommand is not None:
         return
-    from harness.train.trainer import train as run_training
+    from harness.train.job import run as run_training
 
     cfg = _config(config, output, formats, sets)
     result = run_training(cfg, resume=resume, evaluator=None if no_eval else _evaluator(ctx), progress=not quiet)
     p = result.position
+    if result.already_complete:
+        typer.echo(f"train: {result.run_dir} is already complete ({p.global_step} steps, {p.examples} examples); nothing to do")
+        return
     typer.echo(f"train: {p.global_step} steps, {p.examples} examples, {len(result.checkpoints)} checkpoint(s) -> {result.run_dir}")
 
 
@@ -82,7 +85,9 @@ def evaluate(
     done = {(r["checkpoint"], r["task"]) for r in read_metrics(run) if r["kind"] == "eval"}
     for folder in ck.list_checkpoints(run):
         todo = [t for t in cfg.eval_tasks if (folder.name, t) not in done]
-        if todo:
+        if todo and not ck.has_weights(folder):
+            typer.echo(f"evaluate: {folder.name}: weights pruned, skipped ({', '.join(todo)} not scored)")
+        elif todo:
             cfg_one = dataclasses.replace(cfg, eval_tasks=todo)
             evaluate_checkpoint(folder, cfg_one, evaluator)
             typer.echo(f"evaluate: {folder.name}: {', '.join(todo)}")
@@ -93,11 +98,27 @@ def select(
     run: Path = typer.Argument(..., help="a training run folder with evaluated checkpoints"),
     output: Optional[Path] = typer.Option(None, help="where to write selection.json (default RUN/selection.json)"),
 ) -> None:
-    """Table 3's model selection: the best checkpoint by GSM8K dev and by M-A-S dev."""
+    """Model selection by every rule: the best checkpoint by GSM8K dev and by M-A-S dev, and the last."""
     from harness.train.selection import select_checkpoints, write_selection
 
     result = select_checkpoints(run)
     path = write_selection(result, output or run / "selection.json")
     for name, choice in result["choices"].items():
-        typer.echo(f"select: by {name}: {choice['checkpoint']} (in-dist {choice['in_dist']}, out-of-dist {choice['out_of_dist']})")
+        typer.echo(f"select: {name}: {choice['checkpoint']} of {choice['candidates']} candidate(s) "
+                   f"(in-dist {choice['in_dist']}, out-of-dist {choice['out_of_dist']})")
     typer.echo(f"select: wrote {path}")
+
+
+@app.command("prune")
+def prune(
+    run: Path = typer.Argument(..., help="a training run folder"),
+    keep: List[str] = typer.Option([], "--keep", help="a checkpoint whose weights stay (name or path), repeatable"),
+    drop_resumable: bool = typer.Option(False, "--drop-resumable", help="also delete the newest resumable checkpoint's weights"),
+) -> None:
+    """Delete the weights (model/, state/) of RUN's checkpoints not kept; their eval summaries,
+    trainer_state.json and metrics rows stay. The newest resumable checkpoint stays unless told."""
+    from harness.train.checkpoints import prune_weights
+
+    result = prune_weights(run, keep, keep_resumable=not drop_resumable)
+    typer.echo(f"prune: kept the weights of {', '.join(result['kept']) or 'no checkpoint'}; removed those of "
+               f"{len(result['removed'])} checkpoint(s), {result['freed_bytes'] / 1e9:.2f} GB freed")

@@ -28,7 +28,7 @@ SCHEDULERS = ("cosine", "linear", "constant")
 SCHEDULE_LENGTHS = ("authors_bug", "actual")
 MIXES = ("authors", "weighted")
 MIX_MODES = ("fully_random", "keep_together")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")  # harness/train/precision.py says what each means
 MODEL_TYPES = ("auto", "seq2seq", "causal")
 HEADS = ("auto", "logits", "fused")
 SIZES = tuple(BATCH_SIZES)
@@ -68,13 +68,16 @@ class TrainConfig:
     schedule_length: str = "authors_bug"  # authors_bug: 10 x micro-batches (never decays); actual: the real step count
     max_grad_norm: float | None = None  # None: no clipping (the authors')
     dropout: bool = False  # False: the model stays in eval mode during training, as theirs did
-    precision: str = "fp32"
+    precision: str = "fp32"  # fp32 | tf32 (fp32 weights, TF32 matmuls on CUDA; plain fp32 on CPU) | bf16 | fp16 (autocast, fp32 weights)
+    gradient_checkpointing: bool = False  # recompute each block's activations in backward: less memory, ~1/3 more compute
     epochs: int = 10
     max_examples: int | None = None  # stop after this many training examples (at a step boundary)
     max_steps: int | None = None  # stop after this many optimizer steps
     seed: int = 0  # data order (their np.random.seed(0)), model init of `tiny`, dropout
     # --- checkpoints and evaluation -------------------------------------------------------------
-    checkpoint_every_examples: int = 10_000  # the paper's Fig. 3 cadence
+    checkpoint_every_examples: int | None = 10_000  # the paper's Fig. 3 cadence; null when checkpoints_per_run is set
+    checkpoints_per_run: int | None = None  # about this many checkpoints, evenly spaced over the run's training examples
+                                            # (the authors evaluated ~13: 10K…130K micro-batches at 3B); set one of the two
     keep_checkpoints: int | None = None  # None: keep all (model selection needs them)
     eval_tasks: list[str] = field(default_factory=lambda: ["gsm8k_cot_spec_dev", "mas_cot_spec_dev", "bbh_ao_spec", "bbh_cot_spec"])
     eval_limits: dict[str, float] = field(default_factory=dict)  # per task --limit
@@ -123,11 +126,13 @@ class TrainConfig:
         check_positive("weight_decay", self.weight_decay, allow_zero=True)
         check_positive("warmup_steps", self.warmup_steps, allow_zero=True)
         check_positive("epochs", self.epochs)
-        check_positive("checkpoint_every_examples", self.checkpoint_every_examples)
+        if (self.checkpoint_every_examples is None) == (self.checkpoints_per_run is None):
+            raise UsageError("checkpoint_every_examples, checkpoints_per_run: set exactly one (the other to null), e.g. "
+                             "--set checkpoints_per_run=13 --set checkpoint_every_examples=null")
         check_positive("log_every_steps", self.log_every_steps)
         check_batch_size("eval_batch_size", self.eval_batch_size)
         for name in ("max_examples", "max_steps", "max_grad_norm", "grad_accum", "keep_checkpoints", "max_source_tokens", "eval_limit",
-                     "eval_max_gen_toks"):
+                     "eval_max_gen_toks", "checkpoint_every_examples", "checkpoints_per_run"):
             value = getattr(self, name)
             if value is not None:
                 check_positive(name, value)
@@ -143,7 +148,7 @@ FIELD_NAMES = {f.name for f in fields(TrainConfig)}
 _HINTS = typing.get_type_hints(TrainConfig)
 # Settings that may change when a run resumes: they do not alter the trajectory.
 RESUME_FREE = {"evaluate", "eval_tasks", "eval_limits", "eval_limit", "eval_batch_size", "eval_max_gen_toks", "log_every_steps",
-               "max_examples", "max_steps", "keep_checkpoints", "output_dir"}
+               "max_examples", "max_steps", "keep_checkpoints", "output_dir", "gradient_checkpointing"}
 
 
 def preset_names() -> list[str]:

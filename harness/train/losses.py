@@ -4,7 +4,9 @@ Sample matching and distribution matching go through the same kernel (`kernels.s
 Triton on CUDA, the PyTorch reference on CPU): sample matching is the one-hot case, where the
 `corrected` KL is exactly the token cross-entropy -log q(y). Distribution matching puts the aligned
 teacher top-k on the CoT target tokens and a one-hot EOS after them, as the authors' dense target
-did; answer-only micro-batches always use cross-entropy (their rule).
+did; answer-only micro-batches always use cross-entropy (their rule). The `faithful` variant also
+drops teacher mass aligned onto `<pad>`, as their target builder did (it writes each top-k entry
+at its id, then sets the pad column to 0); `corrected` keeps it as mass like any other.
 
 The loss is computed in `forward` (not after it) so that DDP, FSDP and ZeRO see every parameter
 use, the lm-head included, inside the wrapped call; with `head="fused"` the [B, T, V] logits are
@@ -28,12 +30,13 @@ def one_hot_targets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class DistillationObjective(torch.nn.Module):
     """Wraps the student; `forward(**batch tensors)` returns (loss summed over target rows, rows)."""
 
-    def __init__(self, student: torch.nn.Module, *, seq2seq: bool, variant: str, fused: bool):
+    def __init__(self, student: torch.nn.Module, *, seq2seq: bool, variant: str, fused: bool, pad_id: int | None = None):
         super().__init__()
         self.student = student
         self.seq2seq = seq2seq
         self.variant = variant
         self.fused = fused
+        self.pad_id = pad_id  # faithful: teacher entries on this id carry no mass (None: nothing dropped)
 
     def _rows(self, input_ids, attention_mask, decoder_input_ids, position_ids, prompt_width, width):
         """[B, T, V] logits, or [B, T, H] hidden states plus the head weight (fused)."""
@@ -65,6 +68,11 @@ class DistillationObjective(torch.nn.Module):
             variant = "corrected"  # one-hot: exactly cross-entropy
         else:
             ids, probs, variant = topk_ids, topk_probs, self.variant
+            if variant == "faithful" and self.pad_id is not None:
+                # their process_batch: target[..., pad] = 0 on every teacher row. Padding entries of the
+                # top-k are IGNORE here, so only real entries on <pad> lose their mass. The EOS row is
+                # built after, one-hot on </s>, and is left alone (pad != EOS, checked by the trainer).
+                probs = probs.masked_fill(ids == self.pad_id, 0.0)
         kw = dict(ignore_index=IGNORE, reduction="sum", variant=variant)
         if head is None:
             loss = sparse_topk_kl(rows.reshape(-1, rows.shape[-1]), ids.reshape(-1, ids.shape[-1]),

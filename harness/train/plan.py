@@ -82,3 +82,47 @@ def check_counts(counts: Mapping[str, int], batch_sizes: Mapping[str, int], grad
     if sum(usable.values()) == 0:
         need = ", ".join(f"{f}: {grad_accum * batch_sizes[f]} (have {counts.get(f, 0)})" for f in batch_sizes)
         raise UsageError(f"not enough records for one optimizer step of grad_accum {grad_accum}; records needed per format: {need}")
+
+
+
+@dataclass(frozen=True)
+class Cadence:
+    """Where checkpoints fall: the marks ceil(k x span / count) training examples, k = 1, 2, …; a
+    checkpoint is written at the first step boundary at or past each mark, and at the run's end.
+    A fixed interval is (span=interval, count=1); `checkpoints_per_run` N is (span=planned, count=N),
+    which spaces N marks evenly up to the planned end, so a run with uniform steps and at least N
+    of them writes exactly N checkpoints (the last at its end)."""
+
+    span: int
+    count: int = 1
+
+    @property
+    def interval(self) -> float:
+        return self.span / self.count
+
+    def next_mark(self, examples: int) -> int:
+        """The first mark past `examples`."""
+        k = examples * self.count // self.span + 1
+        return -(-k * self.span // self.count)
+
+
+def checkpoint_cadence(
+    examples_per_epoch: int,
+    steps_per_epoch: int,
+    *,
+    epochs: int,
+    every_examples: int | None,
+    per_run: int | None,
+    max_steps: int | None = None,
+    max_examples: int | None = None,
+) -> tuple[Cadence, int]:
+    """(the cadence, the run's planned training examples: all epochs, cut by max_examples and by
+    max_steps at the epoch's mean examples per step)."""
+    planned = epochs * examples_per_epoch
+    if max_examples:
+        planned = min(planned, max_examples)
+    if max_steps and steps_per_epoch:
+        planned = min(planned, -(-max_steps * examples_per_epoch // steps_per_epoch))
+    if per_run is None:
+        return Cadence(int(every_examples)), planned
+    return Cadence(max(planned, 1), per_run), planned

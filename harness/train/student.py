@@ -71,3 +71,28 @@ def load_student(model: str, model_type: str = "auto", dropout: bool = False, se
     # The authors never called train(): HF returns models in eval mode, so their dropout was off.
     net.train(dropout)
     return Student(net, tokenizer, seq2seq, path, pipeline_check)
+
+
+def enable_gradient_checkpointing(net) -> int:
+    """Recompute each transformer block in backward instead of keeping its activations; returns
+    the number of blocks checkpointed.
+
+    HF checkpoints a block only while that block is in training mode. With dropout off the model
+    stays in eval mode (the authors' setting), so only the blocks themselves are switched to
+    training mode: their submodules (dropout, attention) stay in eval mode, and the forward is the
+    same function. Non-reentrant checkpointing; the objective already passes `use_cache=False`
+    (a KV cache and recomputation do not mix).
+    """
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    kwargs = {"use_reentrant": False}
+    if hasattr(net, "activation_checkpointing_enable"):  # transformers >= 5.x name; the old one warns
+        net.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        net.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    blocks = [m for m in net.modules() if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing]
+    if not blocks:
+        raise UsageError(f"gradient_checkpointing: {type(net).__name__} has no checkpointable blocks")
+    for block in blocks:
+        block.training = True  # only the block's own flag: HF tests `self.gradient_checkpointing and self.training`
+    return len(blocks)

@@ -4,27 +4,33 @@ Order of work (cheap first): options, the formats' manifest, the records and the
 over every record, the run folder's resume settings (nothing is written before every check
 passed), then the model. A step runs its `grad_accum` micro-batches,
 dealt across processes (plan.deal); the loss scaling makes N processes compute the same update as
-one (see `_scale`). Checkpoints fall every `checkpoint_every_examples` training examples, at the
-first step boundary past the mark, and each can be evaluated through an injected `evaluator`
-(the CLI passes the lm-eval one; this stage does not import the eval stage).
+one (see the backward call). Checkpoints fall every `checkpoint_every_examples` training examples
+(or at the interval `checkpoints_per_run` gives), at the first step boundary past the mark, and
+each can be evaluated through an injected `evaluator` (the CLI passes the lm-eval one; this stage
+does not import the eval stage). The main process alone writes the run's files: run.json (this
+session's header: precision, device, cadence), metrics.jsonl, checkpoints, and done.json last.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from harness.errors import ResumeError
 from harness.mixing import COT_FORMATS
+from harness.records import atomic_write
 from harness.resume import claim
 from harness.train import checkpoints as ck
+from harness.train import precision as prec
 from harness.train.config import RESUME_FREE, TrainConfig
 from harness.train.metrics import append_metrics, read_metrics, write_metrics
 from harness.train.data import Collator, check_records, counts as record_counts, load_formats, open_formats
-from harness.train.plan import check_counts, deal, epoch_micro_batches, slots_per_process, steps_of
+from harness.train.plan import Cadence, check_counts, checkpoint_cadence, deal, epoch_micro_batches, slots_per_process, steps_of
+
+RUN_FILE = "run.json"
 
 # evaluator(model_dir, tasks, limits, batch_size, max_gen_toks) -> {task: score in percent}
 Evaluator = Callable[[Path, list, dict, int, "int | None"], dict]
@@ -36,6 +42,22 @@ class TrainResult:
     position: ck.Position
     losses: list[float]  # objective per optimizer step run in this call
     checkpoints: list[Path]
+    already_complete: bool = False  # resumed over a finished run: nothing was done
+    header: dict = field(default_factory=dict)  # this session's run.json
+
+
+def reached_end(cfg: TrainConfig, pos: ck.Position) -> bool:
+    """True when `cfg` trains no further from `pos`: all epochs run, or max_steps / max_examples met."""
+    return bool(pos.epoch >= cfg.epochs or (cfg.max_steps and pos.global_step >= cfg.max_steps)
+                or (cfg.max_examples and pos.examples >= cfg.max_examples))
+
+
+def finished_position(run: Path) -> ck.Position | None:
+    """The final position of a finished run: done.json present and its checkpoint present."""
+    done = ck.read_done(run)
+    if done is None or not (Path(run) / done["checkpoint"] / ck.STATE_FILE).is_file():
+        return None
+    return ck.Position(**done["position"])
 
 
 def _settings(cfg: TrainConfig, formats_content: str) -> dict:
@@ -72,24 +94,36 @@ def train(
     progress: bool = True,
     accelerator=None,
 ) -> TrainResult:
+    """Train `cfg` (resume=True: continue its run folder; over a finished run, return at once)."""
+    cfg.check()
+    formats = open_formats(cfg.formats_dir)  # a finished, undamaged formats output, before anything is written
+    if resume:  # a finished run with these settings (checked by the claim) and no further limit: nothing to do
+        end = finished_position(Path(cfg.output_dir))
+        if end is not None and reached_end(cfg, end):
+            claim(cfg.output_dir, "train", _settings(cfg, formats.content), folder=True)
+            return TrainResult(Path(cfg.output_dir), end, [], [], already_complete=True)
+    if accelerator is None:
+        from accelerate import Accelerator
+
+        # (no PartialState() before this: it would fix the distributed setup without reading
+        # accelerate's environment, e.g. ACCELERATE_USE_CPU for a gloo run)
+        accelerator = Accelerator(
+            mixed_precision=prec.accelerate_mixed_precision(cfg.precision),
+            log_with="tensorboard",
+            project_dir=str(Path(cfg.output_dir) / "tensorboard"),
+        )
+    with prec.matmul_precision(cfg.precision, accelerator.device.type):
+        return _train(cfg, formats, resume, evaluator, progress, accelerator)
+
+
+def _train(cfg: TrainConfig, formats, resume: bool, evaluator, progress: bool, accelerator) -> TrainResult:
     import torch
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
     from transformers import AutoConfig, AutoTokenizer
 
     from harness.train.losses import DistillationObjective
-    from harness.train.student import load_student, resolve
+    from harness.train.student import enable_gradient_checkpointing, load_student, resolve
 
-    cfg.check()
-    formats = open_formats(cfg.formats_dir)  # a finished, undamaged formats output, before anything is written
-    if accelerator is None:
-        # (no PartialState() before this: it would fix the distributed setup without reading
-        # accelerate's environment, e.g. ACCELERATE_USE_CPU for a gloo run)
-        accelerator = Accelerator(
-            mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.precision],
-            log_with="tensorboard",
-            project_dir=str(Path(cfg.output_dir) / "tensorboard"),
-        )
     with accelerator.main_process_first():  # one process builds `tiny`; the others then find it
         path, _ = resolve(cfg.model, cfg.seed)
     records = load_formats(cfg.formats_dir, cfg.formats, formats)
@@ -119,9 +153,12 @@ def train(
     accelerator.gradient_accumulation_steps = slots
     set_seed(cfg.seed)
     student = load_student(cfg.model, cfg.model_type, dropout=cfg.dropout, seed=cfg.seed)
+    blocks = enable_gradient_checkpointing(student.model) if cfg.gradient_checkpointing else 0
     fused = cfg.head == "fused" or (cfg.head == "auto" and accelerator.device.type == "cuda" and student.fused_ok()
                                     and accelerator.distributed_type.value in ("NO", "MULTI_GPU"))
-    objective = DistillationObjective(student.model, seq2seq=seq2seq, variant=cfg.variant, fused=fused)
+    # faithful: teacher mass on <pad> is dropped, as the authors' target builder did (not when pad is EOS)
+    pad_id = tokenizer.pad_token_id if cfg.variant == "faithful" and tokenizer.pad_token_id not in (None, collate.eos) else None
+    objective = DistillationObjective(student.model, seq2seq=seq2seq, variant=cfg.variant, fused=fused, pad_id=pad_id)
     optimizer = torch.optim.AdamW(student.model.parameters(), lr=cfg.lr, betas=cfg.betas, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
     plan0 = epoch_micro_batches(n, batch_sizes, grad_accum, mix=cfg.mix, mix_mode=cfg.mix_mode, mix_weights=cfg.mix_weights,
                                 mix_by=cfg.mix_by, seed=cfg.seed, epoch=0)
@@ -130,7 +167,11 @@ def train(
     objective, optimizer = accelerator.prepare(objective, optimizer)
     accelerator.register_for_checkpointing(scheduler)
 
-    pos = ck.Position(next_checkpoint=cfg.checkpoint_every_examples)
+    epoch_examples = sum(len(mb.indices) for mb in plan0[: steps_per_epoch * grad_accum])
+    cadence, planned = checkpoint_cadence(epoch_examples, steps_per_epoch, epochs=cfg.epochs, every_examples=cfg.checkpoint_every_examples,
+                                          per_run=cfg.checkpoints_per_run, max_steps=cfg.max_steps, max_examples=cfg.max_examples)
+    pos = ck.Position(next_checkpoint=cadence.next_mark(0))
+    latest = None
     if accelerator.is_main_process:
         run.mkdir(parents=True, exist_ok=True)
         ck.clear_temp(run)
@@ -140,13 +181,21 @@ def train(
             raise ResumeError(f"{run}: no checkpoint with its optimizer state left to resume from")
         accelerator.load_state(str(latest / "state"))
         pos = ck.read_position(latest)
+        cadence = _stored_cadence(latest) or cadence  # the cadence the run started with, whatever the limits now
         if accelerator.is_main_process:  # drop what was logged after that checkpoint (it will be redone)
+            ck.clear_done(run)  # a finished run trained further: unfinished again until its new end
             kept = {p.name for p in ck.list_checkpoints(run)}
             write_metrics(run, [r for r in read_metrics(run)
                                  if (r["kind"] == "train" and r["examples"] <= pos.examples) or (r["kind"] == "eval" and r["checkpoint"] in kept)])
     elif accelerator.is_main_process:
         write_metrics(run, [])
         (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    header = _header(cfg, accelerator, student, fused=fused, blocks=blocks, pad_id=pad_id, cadence=cadence, planned=planned,
+                     resumed_from=latest.name if latest is not None else None)
+    if accelerator.is_main_process:
+        with atomic_write(run / RUN_FILE) as f:
+            json.dump(header, f, indent=1)
+            f.write("\n")
     accelerator.init_trackers("train", config={k: (json.dumps(v) if isinstance(v, (list, dict)) else v)
                                                for k, v in _settings(cfg, formats.content).items()})
 
@@ -160,6 +209,8 @@ def train(
         accelerator.print(f"train: {student.path} ({'seq2seq' if seq2seq else 'causal'}, {'fused head' if fused else 'logits'}), "
                           f"loss {cfg.loss}/{cfg.variant}, {procs} process(es) x {slots} micro-batch slot(s), grad_accum {grad_accum}, "
                           f"{steps_per_epoch} steps/epoch, schedule length {schedule_total}")
+        accelerator.print(f"train: precision {cfg.precision} ({header['compute']}), gradient checkpointing "
+                          f"{f'on ({blocks} blocks)' if blocks else 'off'}, {header['cadence']}")
 
     def stop() -> bool:
         return bool((cfg.max_steps and pos.global_step >= cfg.max_steps) or (cfg.max_examples and pos.examples >= cfg.max_examples))
@@ -213,15 +264,60 @@ def train(
                                            "tokens": pos.tokens, "loss": step_loss, "token_loss": token_loss, "lr": lr}])
                 accelerator.log({"train/loss": step_loss, "train/token_loss": token_loss, "train/lr": lr}, step=pos.examples)
                 if pos.examples >= pos.next_checkpoint:
-                    while pos.next_checkpoint <= pos.examples:
-                        pos.next_checkpoint += cfg.checkpoint_every_examples
-                    written.append(_checkpoint(accelerator, objective, student, run, pos, cfg, evaluator))
+                    pos.next_checkpoint = cadence.next_mark(pos.examples)
+                    written.append(_checkpoint(accelerator, objective, student, run, pos, cfg, evaluator, header))
             if finished:
                 break
     if pos.examples and not (run / ck.name_for(pos.examples)).exists():  # the end of the run is always kept
-        written.append(_checkpoint(accelerator, objective, student, run, pos, cfg, evaluator))
-    accelerator.end_training()
-    return TrainResult(run, pos, losses, written)
+        written.append(_checkpoint(accelerator, objective, student, run, pos, cfg, evaluator, header))
+    accelerator.wait_for_everyone()
+    accelerator.end_training()  # (ends the process group too: no collective after this)
+    if accelerator.is_main_process:  # last: the run is finished for these limits
+        ck.write_done(run, pos, {"evaluated": bool(evaluator is not None and cfg.evaluate and cfg.eval_tasks),
+                                 "time": _now(), "run": header})
+    return TrainResult(run, pos, losses, written, header=header)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _stored_cadence(checkpoint: Path) -> Cadence | None:
+    marks = (json.loads((checkpoint / ck.STATE_FILE).read_text()).get("run") or {}).get("checkpoint_marks")
+    return Cadence(**marks) if marks else None
+
+
+def _header(cfg: TrainConfig, accelerator, student, *, fused: bool, blocks: int, pad_id, cadence: Cadence, planned: int,
+            resumed_from: str | None) -> dict:
+    """What this session ran with, beyond the config: run.json, each checkpoint's trainer_state."""
+    import accelerate
+    import torch
+    import transformers
+
+    device = accelerator.device
+    where = f"checkpoints_per_run {cadence.count} over {planned} planned examples" if cfg.checkpoints_per_run else "checkpoint_every_examples"
+    return {
+        "precision": cfg.precision,
+        "compute": prec.describe(cfg.precision, device.type),
+        "mixed_precision": str(accelerator.mixed_precision),
+        "gradient_checkpointing": cfg.gradient_checkpointing,
+        "checkpointed_blocks": blocks,
+        "checkpoint_interval": round(cadence.interval, 1),  # examples between checkpoints (marks at ceil(k x span / count))
+        "checkpoint_marks": {"span": cadence.span, "count": cadence.count},
+        "checkpoints_per_run": cfg.checkpoints_per_run,
+        "planned_examples": planned,
+        "cadence": f"a checkpoint every {round(cadence.interval, 1):g} examples ({where}) and at the end",
+        "head": "fused" if fused else "logits",
+        "pad_mass_dropped_id": pad_id,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
+        "processes": accelerator.num_processes,
+        "distributed": accelerator.distributed_type.value,
+        "model": student.path,
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "accelerate": accelerate.__version__},
+        "started": _now(),
+        "resumed_from": resumed_from,
+    }
 
 
 def _to_device(batch, device) -> dict:
@@ -236,7 +332,7 @@ def _to_device(batch, device) -> dict:
     return out
 
 
-def _checkpoint(accelerator, objective, student, run: Path, pos: ck.Position, cfg: TrainConfig, evaluator) -> Path:
+def _checkpoint(accelerator, objective, student, run: Path, pos: ck.Position, cfg: TrainConfig, evaluator, header: dict) -> Path:
     import shutil
 
     tmp = ck.temp_folder(run, pos.examples)
@@ -256,7 +352,7 @@ def _checkpoint(accelerator, objective, student, run: Path, pos: ck.Position, cf
 
         write_marker(tmp / "model", "specialized", pipeline_check=student.pipeline_check, base=cfg.model,
                      examples=pos.examples, loss=cfg.loss, variant=cfg.variant)
-        final = ck.finish(run, tmp, pos, {"config": cfg.to_dict(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        final = ck.finish(run, tmp, pos, {"config": cfg.to_dict(), "time": _now(), "run": header})
         ck.prune(run, cfg.keep_checkpoints)
     accelerator.wait_for_everyone()
     if evaluator is not None and cfg.evaluate and cfg.eval_tasks:

@@ -104,3 +104,17 @@ def test_bad_eval_batch_size_names_the_setting_and_the_forms(value, tmp_path):
 @pytest.mark.parametrize("name", preset_names())
 def test_every_preset_loads_and_checks(name):
     load_config(name, {"formats_dir": "x"}).check()
+
+
+def test_paper_presets_bound_the_evaluated_checkpoints_and_one_cadence_is_set():
+    for name in ("faithful-base", "faithful-xl", "corrected-large", "corrected-xxl"):
+        cfg = load_config(name)
+        assert cfg.checkpoints_per_run == 13 and cfg.checkpoint_every_examples is None
+    load_config("faithful-xl", {"checkpoints_per_run": None, "checkpoint_every_examples": 10_000, "formats_dir": "x"}).check()
+    with pytest.raises(UsageError, match="checkpoint_every_examples, checkpoints_per_run: set exactly one"):
+        TrainConfig(formats_dir="x", checkpoints_per_run=13).check()
+    with pytest.raises(UsageError, match="set exactly one"):
+        TrainConfig(formats_dir="x", checkpoint_every_examples=None).check()
+    with pytest.raises(UsageError, match="checkpoints_per_run"):
+        TrainConfig(formats_dir="x", checkpoint_every_examples=None, checkpoints_per_run=0).check()
+    assert load_config("cpu-tiny").checkpoints_per_run is None and load_config("cpu-tiny").checkpoint_every_examples == 200

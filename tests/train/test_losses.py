@@ -129,3 +129,72 @@ def test_causal_student_scores_only_the_target_tokens(formats_dir, t5_tokenizer)
             count += len(tgt)
         assert int(rows) == count
         torch.testing.assert_close(loss_sum, total, rtol=1e-4, atol=1e-4)
+
+
+def _authors_target(batch, vocab, eos, pad=0):
+    """Their process_batch, step by step: one-hot pad everywhere; on each CoT position every top-k
+    entry written at its id, then the pad column set to 0; one-hot </s> after the CoT."""
+    b, t, k = batch.topk_ids.shape
+    target = torch.zeros(b, t, vocab)
+    target[..., pad] = 1.0
+    for i in range(b):
+        n = int((batch.labels[i] != IGNORE).sum()) - 1
+        for j in range(n):
+            for e in range(k):
+                idx = int(batch.topk_ids[i, j, e])
+                if idx != IGNORE:
+                    target[i, j, idx] = float(batch.topk_probs[i, j, e])
+            target[i, j, pad] = 0.0
+        target[i, n, pad], target[i, n, eos] = 0.0, 1.0
+    return target
+
+
+def _with_pad_entries(batch):
+    """Put a real (unmasked) entry on <pad> (id 0) at every third CoT position: its last entry."""
+    ids, probs = batch.topk_ids.clone(), batch.topk_probs.clone()
+    changed = 0
+    for i in range(ids.shape[0]):
+        n = int((batch.labels[i] != IGNORE).sum()) - 1
+        for j in range(0, n, 3):
+            ids[i, j, -1], probs[i, j, -1] = 0, 0.05 + 0.01 * j
+            changed += 1
+    batch.topk_ids, batch.topk_probs = ids, probs
+    return batch, changed
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_faithful_drops_teacher_mass_on_pad_as_the_authors_did(formats_dir, t5_tokenizer, t5, fused):
+    batch, changed = _with_pad_entries(_batch(formats_dir, t5_tokenizer, "in_context_cot", distribution=True))
+    assert changed > 0 and ((batch.topk_ids == 0) & (batch.topk_probs > 0)).sum() == changed
+    for i in range(batch.topk_ids.shape[0]):  # no duplicate ids in a row: their "set" and a sum agree elsewhere
+        for row in batch.topk_ids[i]:
+            real = row[row != IGNORE].tolist()
+            assert len(real) == len(set(real))
+    logits = t5(input_ids=batch.input_ids, attention_mask=batch.attention_mask, decoder_input_ids=batch.decoder_input_ids).logits
+    v = logits.shape[-1]
+    mask = (batch.labels != IGNORE).reshape(-1)
+    theirs = authors_dense_kl(logits.reshape(-1, v), _authors_target(batch, v, 1).reshape(-1, v), mask)
+    kept = authors_dense_kl(logits.reshape(-1, v), _dense_target(batch, v, 1).reshape(-1, v), mask)  # pad mass kept
+    obj = DistillationObjective(t5, seq2seq=True, variant="faithful", fused=fused, pad_id=0)
+    loss_sum, rows = obj(**_tensors(batch))
+    torch.testing.assert_close(loss_sum / rows, theirs, rtol=1e-5, atol=1e-6)
+    assert abs(float((theirs - kept).detach())) > 1e-4  # the pad entries matter: the test would see them kept
+    # without a pad id nothing is dropped: the same loss as the dense target that keeps it
+    loss_kept, _ = DistillationObjective(t5, seq2seq=True, variant="faithful", fused=fused)(**_tensors(batch))
+    torch.testing.assert_close(loss_kept / rows, kept, rtol=1e-5, atol=1e-6)
+
+
+def test_corrected_keeps_teacher_mass_on_pad(formats_dir, t5_tokenizer, t5):
+    from kernels.reference import sparse_topk_kl_reference
+
+    batch, _ = _with_pad_entries(_batch(formats_dir, t5_tokenizer, "in_context_cot", distribution=True))
+    logits = t5(input_ids=batch.input_ids, attention_mask=batch.attention_mask, decoder_input_ids=batch.decoder_input_ids).logits
+    v, k = logits.shape[-1], batch.topk_ids.shape[-1]
+    mask = (batch.labels != IGNORE).reshape(-1)
+    args = (logits.reshape(-1, v), batch.topk_ids.reshape(-1, k))
+    keep = sparse_topk_kl_reference(*args, batch.topk_probs.reshape(-1, k), mask, ignore_index=IGNORE, reduction="sum", variant="corrected")
+    drop = sparse_topk_kl_reference(*args, batch.topk_probs.masked_fill(batch.topk_ids == 0, 0.0).reshape(-1, k), mask,
+                                    ignore_index=IGNORE, reduction="sum", variant="corrected")
+    loss_sum, _ = DistillationObjective(t5, seq2seq=True, variant="corrected", fused=False, pad_id=0)(**_tensors(batch))
+    torch.testing.assert_close(loss_sum, keep, rtol=1e-5, atol=1e-5)
+    assert abs(float((keep - drop).detach())) > 1e-3

@@ -37,3 +37,40 @@ def test_weighted_epoch_is_whole_steps(by):
     mbs = epoch_micro_batches(counts, sizes, 4, mix="weighted", mix_mode="fully_random",
                               mix_weights={"zero_shot_cot": 1, "in_context_cot": 3}, mix_by=by, seed=0, epoch=0)
     assert mbs and len(mbs) % 4 == 0
+
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.integers(1, 60), st.integers(1, 40), st.integers(1, 5), st.integers(1, 20))
+def test_checkpoints_per_run_gives_that_many_checkpoints(steps, step_examples, epochs, per_run):
+    """The trainer's rule (a checkpoint at the first step boundary at or past each mark, and at
+    the end) with uniform steps: exactly per_run checkpoints, or one per step when there are fewer."""
+    from harness.train.plan import checkpoint_cadence
+
+    cadence, planned = checkpoint_cadence(steps * step_examples, steps, epochs=epochs, every_examples=None, per_run=per_run)
+    assert planned == epochs * steps * step_examples
+    written, examples, mark = [], 0, cadence.next_mark(0)
+    for _ in range(epochs * steps):
+        examples += step_examples
+        if examples >= mark:
+            written.append(examples)
+            mark = cadence.next_mark(examples)
+    if written[-1] != examples:
+        written.append(examples)
+    assert len(written) == min(per_run, epochs * steps)
+
+
+def test_cadence_marks_for_a_fixed_interval_and_for_a_count():
+    from harness.train.plan import Cadence, checkpoint_cadence
+
+    every = Cadence(250)
+    assert [every.next_mark(x) for x in (0, 249, 250, 251, 999)] == [250, 250, 500, 500, 1000]
+    assert checkpoint_cadence(1000, 10, epochs=3, every_examples=250, per_run=None) == (Cadence(250), 3000)
+    thirteen, planned = checkpoint_cadence(1000, 10, epochs=3, every_examples=None, per_run=13)
+    assert planned == 3000 and thirteen.interval == pytest.approx(3000 / 13)
+    marks = [thirteen.next_mark(0)]
+    while marks[-1] < 3000:
+        marks.append(thirteen.next_mark(marks[-1]))
+    assert len(marks) == 13 and marks[-1] == 3000  # ceil(k x 3000 / 13), k = 1..13
+    assert checkpoint_cadence(1000, 10, epochs=3, every_examples=None, per_run=4, max_steps=5)[1] == 500
+    assert checkpoint_cadence(1000, 10, epochs=3, every_examples=None, per_run=4, max_examples=700)[1] == 700

@@ -46,3 +46,46 @@ def test_unreadable_metrics_name_the_line(tmp_path):
     (tmp_path / "metrics.jsonl").write_text(json.dumps({"kind": "train"}) + "\n{oops\n")
     with pytest.raises(DataError, match="metrics.jsonl: line 2"):
         select_checkpoints(tmp_path)
+
+
+def _run_folder(tmp_path, table, last_examples):
+    from harness.train import checkpoints as ck
+
+    run = tmp_path / "run"
+    for examples in sorted({e for e, _ in table.values()} | {last_examples}):
+        folder = run / ck.name_for(examples)
+        (folder / "model").mkdir(parents=True)
+        (folder / ck.STATE_FILE).write_text(json.dumps(ck.Position(examples=examples).to_dict()))
+    renamed = {ck.name_for(e): (e, scores) for e, scores in table.values()}
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows(renamed)))
+    return run
+
+
+def test_select_by_rule_reports_the_rule_and_its_candidates(tmp_path):
+    from harness.train import checkpoints as ck
+    from harness.train.selection import select
+
+    run = _run_folder(tmp_path, {
+        "a": (10, {"gsm8k_cot_spec_dev": 20.0, "mas_cot_spec_dev": 30.0}),
+        "b": (20, {"gsm8k_cot_spec_dev": 24.0, "mas_cot_spec_dev": 28.0}),
+        "c": (30, {"mas_cot_spec_dev": 35.0}),  # scored on M-A-S dev only
+    }, last_examples=40)
+    by_mas = select(run, "mas-dev")
+    assert (by_mas["checkpoint"], by_mas["rule"], by_mas["candidates"]) == (ck.name_for(30), "mas-dev", 3)
+    assert by_mas["examples"] == 30 and by_mas["dev"] == 35.0 and by_mas["has_weights"] and by_mas["path"].endswith(ck.name_for(30))
+    by_gsm = select(run, "gsm8k-dev")
+    assert (by_gsm["checkpoint"], by_gsm["candidates"]) == (ck.name_for(20), 2)
+    last = select(run, "last")
+    assert (last["checkpoint"], last["rule"], last["candidates"], last["examples"]) == (ck.name_for(40), "last", 1, 40)
+    assert last["dev"] is None and last["complete"] is False
+    assert select(run)["rule"] == "mas-dev"  # the paper's recommendation is the default
+    choices = select_checkpoints(run)["choices"]
+    assert set(choices) == {"gsm8k-dev", "mas-dev", "last"} and all("candidates" in c and "rule" in c for c in choices.values())
+
+
+def test_select_rejects_an_unknown_rule(tmp_path):
+    from harness.errors import UsageError
+    from harness.train.selection import select
+
+    with pytest.raises(UsageError, match="--select: 'best' is not allowed; choose one of: last, gsm8k-dev, mas-dev"):
+        select(tmp_path, "best")

@@ -67,3 +67,24 @@ def test_train_then_select(capsys, tmp_path, formats_dir):
     code, out, _ = run_cli(capsys, "train", "select", str(tmp_path / "run"))
     assert code == 0
     assert json.loads((tmp_path / "run" / "selection.json").read_text())["choices"]["gsm8k-dev"]["checkpoint"] is None
+
+
+def test_resume_of_a_finished_run_then_select_and_prune(capsys, tmp_path, formats_dir):
+    from harness.train import checkpoints as ck
+
+    args = ("train", "--config", "cpu-tiny", "--formats", str(formats_dir), "--output", str(tmp_path / "run"),
+            "--set", "max_steps=3", "--set", "checkpoint_every_examples=1", "--no-eval", "--quiet")
+    code, out, _ = run_cli(capsys, *args)
+    assert code == 0 and "3 steps" in out
+    names = [p.name for p in ck.list_checkpoints(tmp_path / "run")]
+    assert len(names) == 3
+    code, out, _ = run_cli(capsys, *args, "--resume")
+    assert code == 0 and "already complete" in out
+    code, out, _ = run_cli(capsys, "train", "select", str(tmp_path / "run"))
+    assert code == 0 and f"last: {names[-1]} of 1 candidate(s)" in out and "mas-dev: None of 0 candidate(s)" in out
+    code, out, _ = run_cli(capsys, "train", "prune", str(tmp_path / "run"), "--keep", names[0])
+    assert code == 0 and "removed those of 1 checkpoint(s)" in out
+    assert [ck.has_weights(tmp_path / "run" / n) for n in names] == [True, False, True]  # the newest resumable stays
+    code, _, err = run_cli(capsys, "train", "prune", str(tmp_path / "run"), "--keep", "checkpoint-1")
+    assert code == 2
+    short_error(err, "--keep", "checkpoint-1")
