@@ -166,8 +166,7 @@ def reproduce_command(
     for path in written:
         typer.echo(f"reproduce: wrote {path}")
     if job.not_run:
-        for row, info in job.not_run.items():
-            _error(f"{row}: not run ({info['reason']})")
+        _error(f"{len(job.not_run)} row(s) not run: {', '.join(job.not_run)} (reasons above and in the report)")
         raise typer.Exit(1)
 
 

@@ -59,8 +59,11 @@ class Reproduction(Outcome):
             for wave in _waves([s for s in steps if s.stage not in ("teacher", "align", "formats") and row in s.rows]):
                 self._run_wave(wave, console)
             written = self.write_report()
+            console.line(f"{row}: {'not run' if row in self.not_run else 'done'}; report updated: {written[0] if written else '-'}")
         if not written:
             written = self.write_report()
+        for line in self.summary_lines():
+            console.line(line)
         return written
 
     def run_data(self, console: Console | None = None) -> None:

@@ -233,6 +233,20 @@ class Outcome(Plan):
                       provenance=provenance, seeds=self.seeds(), notes=notes)
         return render_report(results, self.reports / self.table / self.p.name, data_root=self.data_dir)
 
+    def summary_lines(self) -> list[str]:
+        """The finished table, one line per row: our value (the paper's) per column; rows not run say why."""
+        from harness.report.paper import load_paper
+
+        paper = load_paper()
+        by_row: dict[str, list[str]] = {}
+        for cell in self.cells():
+            printed = paper.cell(cell["table"], cell["row"], cell["column"]).value
+            by_row.setdefault(cell["row"], []).append(f"{cell['column']} {cell['value']:.1f}" + (f" ({printed:g})" if printed is not None else ""))
+        lines = [f"{self.table} ({self.p.name}; ours, the paper's in brackets):"]
+        lines += [f"  {row}: " + " · ".join(values) for row, values in by_row.items()]
+        lines += [f"  {row}: not run ({info['reason']})" for row, info in self.not_run.items()]
+        return lines
+
     def seeds(self) -> dict[str, int]:
         """The seeds the runs set (read back from what they recorded)."""
         seeds: dict[str, int] = {}
