@@ -158,9 +158,14 @@ def reproduce_command(
                        teacher_config=teacher_config, setting=setting, checkpoints=given, select=select,
                        overrides=dict(parse_override(s) for s in sets))
     if plan or dry_run:
-        job.check()
+        job.check(models=False)
         for line in job.plan_lines(costs=plan):
             typer.echo(line)
+        from harness import hub
+
+        absent = hub.missing(job.models(), check_hub=not job.p.hub_offline and not hub.hub_off())
+        if absent:
+            typer.echo(f"not here yet: {', '.join(absent)}: python -m harness models download --profile {name} --table {table}")
         return
     written = job.run()
     for path in written:

@@ -188,8 +188,9 @@ class Plan:
     def models(self) -> list[str]:
         return list(dict.fromkeys(self.p.models[row] for row in self.rows()))
 
-    def check(self) -> None:
-        """Every cheap check, before anything runs: teacher data, models, outputs."""
+    def check(self, models: bool = True) -> None:
+        """Every cheap check, before anything runs: teacher data, models (unless `models=False`:
+        a plan can be printed before downloading them), outputs."""
         from harness import handoff, hub
 
         if self.p.name != "cpu":
@@ -210,7 +211,7 @@ class Plan:
         for row in self.checkpoints:
             if row not in self.p.models:
                 raise UsageError(f"--checkpoint: unknown row {row!r}; rows: {', '.join(self.p.models)}")
-        absent = hub.missing(self.models(), check_hub=not self.p.hub_offline)
+        absent = hub.missing(self.models(), check_hub=not self.p.hub_offline) if models else []
         if absent:
             fix = ("python -m harness models rehearsal-cache" if self.p.name == "rehearsal"
                    else f"python -m harness models download --profile {self.p.name} --table {self.table}")
@@ -239,4 +240,8 @@ class Plan:
                 estimate = step_cost(self, step)
                 cost = f"  [{estimate}]" if estimate else ""
             lines.append(f"{i:>3}. {done}{step.describe()}{cost}")
+        if costs and self.p.name == "paper":
+            from harness.reproduce.costs import total_cost
+
+            lines.append(total_cost(self))
         return lines
