@@ -12,7 +12,9 @@ on one seeded synthetic batch:
                      their way (one-hot pad everywhere, a Python loop writing each position's
                      {token id: prob} dict, one-hot EOS), then `.to(device)`; their KL, masked mean
   hf-trainer         transformers.Seq2SeqTrainer, cross-entropy on `labels`, bf16 on CUDA, the
-                     same AdamW (adamw_torch, lr 5e-4, wd 0.01), no clipping, no saving/eval/logging
+                     same AdamW (adamw_torch, lr 5e-4, wd 0.01; it keeps layer norms out of weight
+                     decay, a second parameter group and the same work), no clipping, no
+                     saving/eval/logging; the same T5 forward (it shifts `labels` right itself)
 
 The timed section is the same for all: from the batch's move to the device to the optimizer's
 zero_grad; data loading and collation are outside it (the Trainer is timed by a callback,
@@ -411,8 +413,7 @@ def render(reports: list[dict]) -> str:
         lines += [f"**GPU numbers pending: run `{GPU_COMMAND}`** on a GPU (H100/H200); it writes `bench-<gpu>.json` "
                   "and this page. No GPU was available in the session that built this.", ""]
     if not any(r["device"] == "cpu" for r in reports):
-        lines += ["**CPU numbers pending quiet rerun (`nox -s bench-cpu`)**: the figures once here were measured before the "
-                  "protocol of issue 22 (one run, providers one after another, on a loaded machine) and did not reproduce.", ""]
+        lines += ["**CPU numbers pending quiet rerun: `nox -s bench-cpu`** (or `python -m harness.train.bench --device cpu`).", ""]
     for r in reports:
         s, m, v = r["settings"], r["manifest"], r["verdict"]
         lines += [f"## {m['device']} — {s['arch']}", "",
