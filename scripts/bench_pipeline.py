@@ -1,6 +1,6 @@
 """Benchmark: teacher store -> aligned targets -> training formats on synthetic teacher data.
 
-    python scripts/bench_pipeline.py                 # 207,135 samples (the authors' count), 2 workers
+    python scripts/bench_pipeline.py                 # 207,135 samples (the authors' count), 2 workers, 3 repeats
     python scripts/bench_pipeline.py --samples 20000 # a quicker run
 
 The store holds GSM8K train gold CoTs tokenized with p50k_base (code-davinci-002's encoding) and
@@ -8,6 +8,12 @@ synthetic top-5 (harness.align.synthetic), each question repeated with new sampl
 the count is reached: GSM8K-length samples. Building the store is not timed; the two stages after
 it are, each in a fresh process, with wall and CPU seconds and peak resident memory. Writes
 reports/teacher/pipeline.{json,md}.
+
+Protocol (harness.benchmarking): `--repeats` repeats of align run then formats build, each from
+scratch; median and min-max of each stage's and the total's wall seconds, the largest peak RSS,
+the CPU seconds other processes took during each stage. Nothing to interleave: there is one
+provider, and formats build reads align run's output. A run where others took more than
+`--max-load` of the machine is printed, not written (exit 3), unless `--allow-load`.
 This script spans stages, so it lives beside the CLI, not inside one stage.
 """
 
@@ -17,6 +23,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,6 +31,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+REPEATS = 3
+TARGET_SECONDS, TARGET_PEAK_GIB = 180, 4.0
 
 
 def build_store(root: Path, samples: int, seed: int = 0) -> dict:
@@ -35,7 +44,7 @@ def build_store(root: Path, samples: int, seed: int = 0) -> dict:
     from harness.teacher.record import record_from_completion
     from harness.teacher.store import TeacherStore
 
-    examples = load("gsm8k", "train")
+    examples = load("gsm8k", "train")[:samples]  # a smaller count needs fewer distinct questions
     teacher = TiktokenTokenizer("p50k_base")
     base = []
     for example in examples:
@@ -74,102 +83,165 @@ finally:
 """
 
 
-def busy_cpu_seconds() -> float:
-    """CPU seconds all processes on the machine have used since boot (Linux /proc/stat; 0 elsewhere)."""
-    try:
-        with open("/proc/stat") as handle:
-            ticks = [int(v) for v in handle.readline().split()[1:9]]
-    except OSError:
-        return 0.0
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
-
-
-def timed(args: list[str]) -> dict:
+def timed(args: list[str], meter) -> dict:
     """Run `python -m harness ARGS` in a fresh process: wall seconds, CPU seconds (the command's
     process, its workers), peak RSS of the largest process (GiB), and the CPU seconds other
-    processes used meanwhile (other work on this 2-core machine slows every step)."""
-    busy = busy_cpu_seconds()
+    processes used meanwhile (`meter.lap()`: other work on the machine slows every step)."""
+    meter.lap()
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", _STEP, *args], capture_output=True, text=True)
     seconds = time.perf_counter() - started
+    lap = meter.lap()
     if done.returncode != 0:
         raise SystemExit(f"harness {' '.join(args)} failed:\n{done.stderr[-3000:]}")
     line = [line for line in done.stderr.splitlines() if line.startswith("BENCH ")][-1]
     main_cpu, worker_cpu, main_rss, worker_rss = json.loads(line[len("BENCH "):])
-    others = busy_cpu_seconds() - busy - main_cpu - worker_cpu
     return {"seconds": round(seconds, 2), "cpu_seconds_main_process": round(main_cpu, 1), "cpu_seconds_workers": round(worker_cpu, 1),
             "peak_rss_gib_largest_process": round(max(main_rss, worker_rss) / 2**20, 3),
-            "cpu_seconds_other_processes": round(max(others, 0.0), 1)}
+            "cpu_seconds_other_processes": None if lap.other_cpu_s is None else round(lap.other_cpu_s, 1), "load": lap.to_dict()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=207_135)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=ROOT / "reports/teacher")
-    parser.add_argument("--build-store-only", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.build_store_only:  # the child process that builds the store
-        print(json.dumps(build_store(args.build_store_only, args.samples)))
-        return
+def run_repeats(store: Path, tmp: Path, workers: int, repeats: int, meter) -> tuple[list[dict], dict]:
+    """align run then formats build, `repeats` times from scratch; output sizes from the first."""
+    runs, sizes = [], {}
+    for r in range(repeats):
+        aligned, formats = tmp / f"aligned-{r}", tmp / f"formats-{r}"
+        print(f"bench: repeat {r + 1}/{repeats}", file=sys.stderr, flush=True)
+        align = timed(["align", "run", str(store), str(aligned), "--workers", str(workers), "--setting", "corrected"], meter)
+        fmt = timed(["formats", "build", "--store", str(store), "--aligned", str(aligned), "--output", str(formats),
+                     "--setting", "corrected"], meter)
+        if not sizes:
+            sizes = {"aligned_bytes": sum(p.stat().st_size for p in aligned.rglob("*.parquet")),
+                     "formats_bytes": sum(p.stat().st_size for p in formats.glob("*.parquet"))}
+        shutil.rmtree(aligned)
+        shutil.rmtree(formats)
+        runs.append({"align": align, "formats": fmt, "total_seconds": round(align["seconds"] + fmt["seconds"], 2)})
+    return runs, sizes
 
-    from harness.manifest import run_manifest
 
-    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
-        tmp = Path(tmp)
-        started = time.perf_counter()
-        # In a child process: peak RSS is inherited across fork, so this process stays small.
-        built = subprocess.run([sys.executable, __file__, "--samples", str(args.samples), "--build-store-only", str(tmp / "store")],
-                               capture_output=True, text=True, check=True)
-        store = json.loads(built.stdout.splitlines()[-1])
-        store["build_seconds_untimed_stage"] = round(time.perf_counter() - started, 1)
-        align = timed(["align", "run", str(tmp / "store"), str(tmp / "aligned"), "--workers", str(args.workers), "--setting", "corrected"])
-        formats = timed(["formats", "build", "--store", str(tmp / "store"), "--aligned", str(tmp / "aligned"), "--output", str(tmp / "formats"),
-                         "--setting", "corrected"])
-        aligned_bytes = sum(p.stat().st_size for p in (tmp / "aligned").rglob("*.parquet"))
-        formats_bytes = sum(p.stat().st_size for p in (tmp / "formats").glob("*.parquet"))
-    total = align["seconds"] + formats["seconds"]
-    peak = max(align["peak_rss_gib_largest_process"], formats["peak_rss_gib_largest_process"])
-    met = total <= 180 and peak <= 4.0
-    result = {
-        "samples": args.samples, "workers": args.workers, "store": store, "align": align, "formats": formats,
-        "store_to_formats_seconds": round(total, 2), "target_seconds": 180, "target_peak_gib": 4.0, "target_met": met,
-        "aligned_bytes_per_token": round(aligned_bytes / store["tokens"], 2), "formats_bytes": formats_bytes,
-        "manifest": run_manifest(),
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "pipeline.json").write_text(json.dumps(result, indent=1) + "\n")
+def summarize(runs: list[dict]) -> dict:
+    from harness.benchmarking import spread
+
+    out = {}
+    for stage in ("align", "formats"):
+        steps = [r[stage] for r in runs]
+        out[stage] = {"seconds": spread([s["seconds"] for s in steps]).to_dict(),
+                      "cpu_seconds_main_process": spread([s["cpu_seconds_main_process"] for s in steps]).to_dict(),
+                      "cpu_seconds_workers": spread([s["cpu_seconds_workers"] for s in steps]).to_dict(),
+                      "peak_rss_gib_largest_process": max(s["peak_rss_gib_largest_process"] for s in steps),
+                      "cpu_seconds_other_processes": [s["cpu_seconds_other_processes"] for s in steps]}
+    out["total_seconds"] = spread([r["total_seconds"] for r in runs]).to_dict()
+    return out
+
+
+def render(result: dict) -> str:
+    from harness.benchmarking import Verdict, protocol_lines
+
+    s, store = result["summary"], result["store"]
+    total, peak = s["total_seconds"], max(s[k]["peak_rss_gib_largest_process"] for k in ("align", "formats"))
+
+    def cell(x: dict) -> str:
+        return f"{x['median']:.1f} ({x['min']:.1f}–{x['max']:.1f})"
 
     def row(name: str, step: dict) -> str:
-        return (f"| {name} | {step['seconds']} | {step['cpu_seconds_main_process']} + {step['cpu_seconds_workers']} | "
-                f"{step['peak_rss_gib_largest_process']} | {step['cpu_seconds_other_processes']} |")
+        others = ", ".join("–" if x is None else f"{x}" for x in step["cpu_seconds_other_processes"])
+        return (f"| {name} | {cell(step['seconds'])} | {step['cpu_seconds_main_process']['median']:.1f} + "
+                f"{step['cpu_seconds_workers']['median']:.1f} | {step['peak_rss_gib_largest_process']} | {others} |")
 
-    commit = result["manifest"]["git_commit"]
-    md = [
+    return "\n".join([
         "# Teacher store -> aligned targets -> formats (synthetic GSM8K-length samples)",
         "",
-        f"Device: {result['manifest']['device']}; commit {commit[:12]}{'-dirty' if commit.endswith('-dirty') else ''}; "
-        f"`python scripts/bench_pipeline.py --samples {args.samples} --workers {args.workers}`.",
+        f"{result['samples']:,} samples, {result['workers']} workers, {result['repeats']} repeats; "
+        "wall seconds as median (min–max) over the repeats.",
         "",
-        "| step | wall seconds | CPU seconds (main process + workers) | peak RSS of its largest process (GiB) | CPU seconds of other processes meanwhile |",
+        "| step | wall seconds | CPU seconds, median (main process + workers) | peak RSS of its largest process, max (GiB) "
+        "| CPU seconds of other processes meanwhile, per repeat |",
         "|---|---|---|---|---|",
-        row(f"align run (store -> aligned, {args.workers} workers)", align),
-        row("formats build (store + aligned -> 4 formats)", formats),
-        f"| **total** (target <= 180 s, <= 4 GiB) | **{round(total, 1)}** | "
-        f"{round(sum(s[k] for s in (align, formats) for k in ('cpu_seconds_main_process', 'cpu_seconds_workers')), 1)} | **{peak}** | |",
+        row(f"align run (store -> aligned, {result['workers']} workers)", s["align"]),
+        row("formats build (store + aligned -> 4 formats)", s["formats"]),
+        f"| **total** (target <= {TARGET_SECONDS} s, <= {TARGET_PEAK_GIB:g} GiB) | **{cell(total)}** | | **{peak}** | |",
         "",
-        f"Target {'met' if met else 'NOT met'}: {round(total, 1)} s and {peak} GiB for {args.samples:,} samples on this machine "
-        f"(other processes' CPU seconds show how much the 2 cores were shared while this ran).",
+        f"Target {'met' if result['target_met'] else 'NOT met'} (judged on the median total and the largest peak): "
+        f"{total['median']:.1f} s and {peak} GiB for {result['samples']:,} samples on this machine.",
         "",
         f"Store: {store['samples']:,} samples, {store['tokens']:,} teacher tokens, {store['bytes_on_disk'] / 2**20:.1f} MiB, "
         f"**{store['bytes_per_token']} bytes/token** at top-5 (DistillKit reports ~300 bytes/token at top-128). "
         f"Aligned targets: {result['aligned_bytes_per_token']} bytes per teacher token.",
         "",
-    ]
-    (args.out / "pipeline.md").write_text("\n".join(md))
-    print(json.dumps({k: v for k, v in result.items() if k != "manifest"}, indent=1))
+        *protocol_lines(Verdict(**result["verdict"]), result["manifest"], "one provider, stages in their order (nothing to "
+                        "interleave)", result["repeats"]),
+    ])
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from harness.benchmarking import ALLOW_LOAD_HELP, DEFAULT_MAX_LOAD, MAX_LOAD_HELP
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=207_135)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=REPEATS, help=f"align run + formats build, from scratch (default {REPEATS})")
+    parser.add_argument("--max-load", type=float, default=DEFAULT_MAX_LOAD, help=MAX_LOAD_HELP)
+    parser.add_argument("--allow-load", action="store_true", help=ALLOW_LOAD_HELP)
+    parser.add_argument("--out", type=Path, default=ROOT / "reports/teacher")
+    parser.add_argument("--build-store-only", type=Path, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from harness.benchmarking import LoadMeter, check_max_load, command_line, judge, provenance, refuse
+    from harness.errors import HarnessError, UsageError
+    from harness.records import atomic_write
+
+    args = parse_args(argv)
+    if args.build_store_only:  # the child process that builds the store
+        print(json.dumps(build_store(args.build_store_only, args.samples)))
+        return 0
+    try:
+        for name in ("samples", "workers", "repeats"):
+            if getattr(args, name) < 1:
+                raise UsageError(f"--{name}: {getattr(args, name)} is not allowed; it must be > 0")
+        check_max_load(args.max_load)
+        out = args.out if args.out.is_absolute() else Path.cwd() / args.out
+        command = command_line("python scripts/bench_pipeline.py", {
+            "samples": args.samples, "workers": args.workers, "repeats": args.repeats, "max_load": args.max_load,
+            "allow_load": args.allow_load, "out": os.path.relpath(out, ROOT) if out.is_relative_to(ROOT) else out})
+        with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+            tmp = Path(tmp)
+            started = time.perf_counter()
+            # In a child process: peak RSS is inherited across fork, so this process stays small.
+            built = subprocess.run([sys.executable, __file__, "--samples", str(args.samples), "--build-store-only", str(tmp / "store")],
+                                   capture_output=True, text=True, check=True)
+            store = json.loads(built.stdout.splitlines()[-1])
+            store["build_seconds_untimed_stage"] = round(time.perf_counter() - started, 1)
+            meter = LoadMeter().start()
+            runs, sizes = run_repeats(tmp / "store", tmp, args.workers, args.repeats, meter)
+            load = meter.total()
+        summary = summarize(runs)
+        peak = max(summary[k]["peak_rss_gib_largest_process"] for k in ("align", "formats"))
+        verdict = judge(load, args.max_load, args.allow_load)
+        result = {
+            "samples": args.samples, "workers": args.workers, "repeats": args.repeats, "store": store, "runs": runs, "summary": summary,
+            "store_to_formats_seconds": summary["total_seconds"], "target_seconds": TARGET_SECONDS, "target_peak_gib": TARGET_PEAK_GIB,
+            "target_met": summary["total_seconds"]["median"] <= TARGET_SECONDS and peak <= TARGET_PEAK_GIB,
+            "aligned_bytes_per_token": round(sizes["aligned_bytes"] / store["tokens"], 2), "formats_bytes": sizes["formats_bytes"],
+            "load": load.to_dict(), "verdict": verdict.to_dict(), "manifest": provenance(command, packages=("pyarrow", "numba")),
+        }
+        page = render(result)
+        print(page)
+        if not verdict.write:
+            raise refuse(verdict)
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_write(out / "pipeline.json") as f:
+            f.write(json.dumps(result, indent=1) + "\n")
+        with atomic_write(out / "pipeline.md") as f:
+            f.write(page + "\n")
+    except HarnessError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    print(f"wrote {out / 'pipeline.json'} and {out / 'pipeline.md'}{'' if verdict.result else ' (labelled: measured under load, not a result)'}")
+    return 0
 
 
 if __name__ == "__main__":
     os.environ.setdefault("SPEC_DATA_DIR", str(ROOT.parent / "shared" / "data"))
-    main()
+    sys.exit(main())

@@ -8,7 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE = {"config", "errors", "resume", "records", "answers", "templates", "manifest", "checksums", "model_marker", "safe_pickle", "tokenizers",
-        "t5_tokenizer", "mixing", "tiny_t5", "schemas", "rules", "handoff", "scoring", "config_files", "hub", "__init__", "__main__"}
+        "t5_tokenizer", "mixing", "tiny_t5", "schemas", "rules", "handoff", "scoring", "config_files", "hub", "benchmarking", "__init__", "__main__"}
 STAGES = {"data", "align", "eval", "teacher", "formats", "train", "report"}
 # Core modules may use the data layer's constants/loaders: it is the shared foundation below the stages.
 SHARED_STAGES = {"data"}

@@ -4,22 +4,31 @@ Teacher = p50k_base (code-davinci-002's encoding) on the gold CoT text, with syn
 (`synthetic.py`); student = the Flan-T5 SentencePiece model on the same text. Every
 implementation runs on the same prepared pairs in one process; the fast faithful output is
 compared with the oracle's, entry by entry and in order.
+
+Protocol (harness.benchmarking): alternating repeats, every implementation once per repeat in an
+order rotated by one each repeat; speed-ups are formed inside a repeat on the oracle's pairs; the
+report gives median and min-max across repeats and the machine's load, and `report` refuses to
+write a loaded run as a result (`harness align report --allow-load` writes it, labelled).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import platform
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.benchmarking import (DEFAULT_MAX_LOAD, LoadMeter, Verdict, check_max_load, command_line, judge, protocol_lines,
+                                  provenance, ratios, refuse, rotations, spread)
+from harness.errors import UsageError
+
 AUTHORS_SAMPLES = 207_135
 PROJECTION_CORES = 2
+REPEATS = 8  # in-process implementations: alternating repeats, order rotated each repeat
+RUNNER_REPEATS = 4  # the measured `align run`: two modes alternating, each twice in each position
+PACKAGES = ("numba", "rapidfuzz", "pyarrow", "orjson")
 
 
 @dataclass
@@ -85,17 +94,42 @@ def authors_style(teacher_tokens, topk, student_tokens, vocab):
     return transfer([sorted(x) for x in mapping], teacher_tokens, topk, student_tokens, vocab)
 
 
-def _rate(count: int, seconds: float) -> float:
-    return count / seconds if seconds > 0 else float("inf")
-
-
-def run_bench(n: int = 200, seed: int = 0, oracle_n: int | None = None, with_authors_style: bool = True, repeats: int = 3, progress=None) -> dict[str, Any]:
-    """Time oracle, fast faithful and exact mode on the same n pairs; check fast == oracle."""
-    from harness.align.api import AlignConfig, Aligner
+def _providers(pairs, oracle_pairs, vocab, exact, faithful, with_authors_style: bool) -> dict:
+    """name: (pairs it aligns, a function doing one pass over them and returning the outputs)."""
     from harness.align.faithful_fast import align_faithful_fast
     from harness.align.faithful_oracle import align_faithful_oracle
-    from harness.align.targets import AlignmentStats, to_fixed_k
+    from harness.align.targets import to_fixed_k
 
+    def fast(ps):
+        return lambda: [align_faithful_fast(p.teacher_tokens, p.topk, p.student.tokens, vocab) for p in ps]
+
+    providers = {
+        "oracle": (len(oracle_pairs), lambda: [align_faithful_oracle(p.teacher_tokens, p.topk, p.student.tokens, vocab)
+                                               for p in oracle_pairs]),
+        "fast faithful (oracle's pairs)": (len(oracle_pairs), fast(oracle_pairs)),
+        "fast faithful": (len(pairs), fast(pairs)),
+        "exact": (len(pairs), lambda: [exact.align(p.teacher_tokens, p.topk, p.student) for p in pairs]),
+        # End to end per sample: student tokenization + alignment + fixed-K packing.
+        "end-to-end faithful": (len(pairs), lambda: [to_fixed_k(faithful.align(p.teacher_tokens, p.topk, p.text), 5) for p in pairs]),
+        "end-to-end exact": (len(pairs), lambda: [to_fixed_k(exact.align(p.teacher_tokens, p.topk, p.text), 5) for p in pairs]),
+    }
+    if with_authors_style:
+        providers["authors-style"] = (len(oracle_pairs), lambda: [authors_style(p.teacher_tokens, p.topk, p.student.tokens, vocab)
+                                                                  for p in oracle_pairs])
+    return providers
+
+
+def run_bench(n: int = 200, seed: int = 0, oracle_n: int | None = None, with_authors_style: bool = True, repeats: int = 3,
+              progress=None, meter: LoadMeter | None = None) -> dict[str, Any]:
+    """Time every implementation on the same pairs, `repeats` times in rotated order (alternating
+    repeats: the fast paths take milliseconds, the oracle seconds, so step-level interleaving has
+    no steps to interleave); check fast == oracle (and authors-style == oracle)."""
+    from harness.align.api import AlignConfig, Aligner
+    from harness.align.faithful_fast import align_faithful_fast
+    from harness.align.targets import AlignmentStats
+
+    if repeats < 1:
+        raise UsageError(f"--repeats: {repeats} is not allowed; it must be > 0")
     pairs, teacher, student = prepare_pairs(n, seed)
     vocab = student.vocab()
     oracle_pairs = pairs if oracle_n is None else pairs[:oracle_n]
@@ -103,122 +137,93 @@ def run_bench(n: int = 200, seed: int = 0, oracle_n: int | None = None, with_aut
     faithful = Aligner(AlignConfig(mode="faithful"), student)
 
     # Warm-up outside the clocks: numba compilation (or cache load), memo tables.
-    align_faithful_fast(pairs[0].teacher_tokens, pairs[0].topk, pairs[0].student.tokens, vocab)
     for p in pairs:
         exact.align(p.teacher_tokens, p.topk, p.student)
-    for p in pairs:
         align_faithful_fast(p.teacher_tokens, p.topk, p.student.tokens, vocab)
 
-    t0 = time.perf_counter()
-    oracle_out = []
-    for p in oracle_pairs:
-        oracle_out.append(align_faithful_oracle(p.teacher_tokens, p.topk, p.student.tokens, vocab))
-        if progress:
-            progress("oracle")
-    t_oracle = time.perf_counter() - t0
+    providers = _providers(pairs, oracle_pairs, vocab, exact, faithful, with_authors_style)
+    names = list(providers)
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    first: dict[str, list] = {}
+    meter = meter or LoadMeter().start()
+    laps = len(meter.laps)
+    for order in rotations(names, repeats):
+        for name in order:
+            count, run = providers[name]
+            t0 = time.perf_counter()
+            out = run()
+            seconds = time.perf_counter() - t0
+            rates[name].append(count / seconds if seconds > 0 else float("inf"))
+            first.setdefault(name, out)
+            if progress:
+                progress(name)
+        meter.lap()
 
-    # The fast paths take milliseconds in total, so one preemption by another process skews them:
-    # each is timed `repeats` times and the median kept (the oracle runs once, for seconds).
-    fast_out = [align_faithful_fast(p.teacher_tokens, p.topk, p.student.tokens, vocab) for p in pairs]
-    t_fast = _median_time(lambda: [align_faithful_fast(p.teacher_tokens, p.topk, p.student.tokens, vocab) for p in pairs], repeats)
-    t_exact = _median_time(lambda: [exact.align(p.teacher_tokens, p.topk, p.student) for p in pairs], repeats)
-    # End to end per sample: student tokenization + alignment + fixed-K packing.
-    t_e2e_faithful = _median_time(lambda: [to_fixed_k(faithful.align(p.teacher_tokens, p.topk, p.text), 5) for p in pairs], repeats)
-    t_e2e_exact = _median_time(lambda: [to_fixed_k(exact.align(p.teacher_tokens, p.topk, p.text), 5) for p in pairs], repeats)
-
-    t_authors = None
     if with_authors_style:
-        t0 = time.perf_counter()
-        authors_out = [authors_style(p.teacher_tokens, p.topk, p.student.tokens, vocab) for p in oracle_pairs]
-        t_authors = time.perf_counter() - t0
-        assert _ordered(authors_out) == _ordered(oracle_out), "authors-style reimplementation disagrees with the oracle"
-
-    identical = _ordered(fast_out[: len(oracle_out)]) == _ordered(oracle_out)
+        assert _ordered(first["authors-style"]) == _ordered(first["oracle"]), "authors-style reimplementation disagrees with the oracle"
+    identical = _ordered(first["fast faithful (oracle's pairs)"]) == _ordered(first["oracle"])
     stats_f, stats_e = AlignmentStats(), AlignmentStats()
     for p in pairs:
         stats_f.add(faithful.align(p.teacher_tokens, p.topk, p.student))
         stats_e.add(exact.align(p.teacher_tokens, p.topk, p.student))
 
-    # Rates on the same pairs: the oracle may run on a prefix when oracle_n < n.
-    oracle_rate = _rate(len(oracle_pairs), t_oracle)
-    fast_rate_same = _rate(len(oracle_pairs), sum(_time_each(align_faithful_fast, oracle_pairs, vocab))) if oracle_n else _rate(n, t_fast)
-    faithful_rate = _rate(n, t_fast)
-    e2e_f_rate = _rate(n, t_e2e_faithful)
-    e2e_e_rate = _rate(n, t_e2e_exact)
-    result = {
+    spreads = {name: spread(values).to_dict() for name, values in rates.items()}
+    speedups = {"faithful_vs_oracle": spread(ratios(rates["fast faithful (oracle's pairs)"], rates["oracle"])).to_dict()}
+    if with_authors_style:
+        speedups["faithful_vs_authors_style"] = spread(ratios(rates["fast faithful (oracle's pairs)"], rates["authors-style"])).to_dict()
+
+    def med(name):
+        return spreads[name]["median"]
+
+    faithful_rate, e2e_f_rate, e2e_e_rate = med("fast faithful"), med("end-to-end faithful"), med("end-to-end exact")
+    return {
         "pairs": n,
         "oracle_pairs": len(oracle_pairs),
-        "oracle_pairs_per_s": round(oracle_rate, 2),
+        "oracle_pairs_per_s": round(med("oracle"), 2),
         "faithful_pairs_per_s": round(faithful_rate, 1),
-        "exact_pairs_per_s": round(_rate(n, t_exact), 1),
-        "speedup_faithful_vs_oracle": round(fast_rate_same / oracle_rate, 1),
+        "exact_pairs_per_s": round(med("exact"), 1),
+        "speedup_faithful_vs_oracle": round(speedups["faithful_vs_oracle"]["median"], 1),
         "soft_fraction_faithful": round(stats_f.summary()["soft_fraction"], 4),
         "soft_fraction_exact": round(stats_e.summary()["soft_fraction"], 4),
         "identical_to_oracle": identical,
-        "authors_style_pairs_per_s": round(_rate(len(oracle_pairs), t_authors), 1) if t_authors else None,
-        "speedup_faithful_vs_authors_style": round(fast_rate_same / _rate(len(oracle_pairs), t_authors), 1) if t_authors else None,
+        "authors_style_pairs_per_s": round(med("authors-style"), 1) if with_authors_style else None,
+        "speedup_faithful_vs_authors_style": round(speedups["faithful_vs_authors_style"]["median"], 1) if with_authors_style else None,
         "end_to_end_faithful_pairs_per_s": round(e2e_f_rate, 1),
         "end_to_end_exact_pairs_per_s": round(e2e_e_rate, 1),
+        "pairs_per_s": spreads,  # every implementation: median, p20-p80, min-max across repeats
+        "speedups": speedups,  # formed inside each repeat, on the oracle's pairs
         "mean_teacher_tokens": round(sum(len(p.teacher_tokens) for p in pairs) / n, 1),
         "mean_student_tokens": round(sum(len(p.student) for p in pairs) / n, 1),
         "projection": {
             "samples": AUTHORS_SAMPLES,
             "cores": PROJECTION_CORES,
-            "assumes": "single-core rate x cores (alignment is CPU-bound and embarrassingly parallel)",
+            "assumes": "an estimate, not a measurement: samples / (median single-core rate x cores) (alignment is CPU-bound "
+                       "and embarrassingly parallel)",
             "faithful_align_only_s": round(AUTHORS_SAMPLES / (faithful_rate * PROJECTION_CORES), 1),
             "faithful_end_to_end_s": round(AUTHORS_SAMPLES / (e2e_f_rate * PROJECTION_CORES), 1),
             "exact_end_to_end_s": round(AUTHORS_SAMPLES / (e2e_e_rate * PROJECTION_CORES), 1),
-            "oracle_s": round(AUTHORS_SAMPLES / (oracle_rate * PROJECTION_CORES), 1),
+            "oracle_s": round(AUTHORS_SAMPLES / (med("oracle") * PROJECTION_CORES), 1),
             "authors_reported_s": 58 * 60,
         },
         "stats_faithful": stats_f.summary(),
         "stats_exact": stats_e.summary(),
         "seed": seed,
-        "timing": f"single process; fast paths: median of {repeats} passes; oracle and authors-style: one pass",
+        "repeats": repeats,
+        "timing": f"single process; {repeats} repeats, each one pass of every implementation, order rotated each repeat",
+        "load_per_repeat": [lap.to_dict() for lap in meter.laps[laps:]],
+        "load": meter.total().to_dict(),
     }
-    return result
-
-
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
-
-
-def _time_each(fn, pairs, vocab) -> list[float]:
-    times = []
-    for p in pairs:
-        t0 = time.perf_counter()
-        fn(p.teacher_tokens, p.topk, p.student.tokens, vocab)
-        times.append(time.perf_counter() - t0)
-    return times
 
 
 def _ordered(outputs) -> list:
     return [[list(target.items()) for target in seq] for seq in outputs]
 
 
-# ----------------------------------------------------------------------------- provenance
+# ----------------------------------------------------------------------------- report
 
 
-def provenance(inputs: list[Path]) -> dict[str, Any]:
-    """Commit, package versions, machine, and sha256 of the input files."""
-    from importlib import metadata
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                                cwd=Path(__file__).resolve().parents[2]).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
-    versions = {}
-    for package in ("numpy", "numba", "rapidfuzz", "tiktoken", "sentencepiece", "transformers"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
+def input_checksums(inputs: list[Path]) -> dict[str, str]:
+    """sha256 of the input files, keyed by their path under the data directory."""
     from harness.config import data_dir
 
     root = data_dir()
@@ -227,14 +232,7 @@ def provenance(inputs: list[Path]) -> dict[str, Any]:
         digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
         name = Path(path).resolve()
         checksums[str(name.relative_to(root)) if name.is_relative_to(root) else str(path)] = digest
-    return {
-        "git_commit": commit,
-        "python": platform.python_version(),
-        "packages": versions,
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpu_count": os.cpu_count(), "gpu": None},
-        "inputs_sha256": checksums,
-    }
+    return checksums
 
 
 def input_files() -> list[Path]:
@@ -246,26 +244,29 @@ def input_files() -> list[Path]:
             data_file("tokenizers/tiktoken/p50k_base.tiktoken")] + sorted(p for p in cache.iterdir() if p.is_file())
 
 
+def _rate_cell(s: dict, spec: str = ".1f") -> str:
+    return f"{format(s['median'], spec)} ({format(s['min'], spec)}–{format(s['max'], spec)})"
+
+
 def write_report(result: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
-    """reports/align/alignment_stats.json + alignment_stats.md."""
+    """reports/align/alignment_stats.json + alignment_stats.md (`result` carries provenance and verdict)."""
     from harness.records import atomic_write
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = {**result, "provenance": provenance(input_files())}
     json_path = out_dir / "alignment_stats.json"
     with atomic_write(json_path) as handle:
         handle.write(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     md_path = out_dir / "alignment_stats.md"
     f, e = result["stats_faithful"], result["stats_exact"]
-    prov = result["provenance"]
+    prov, rates, speed = result["provenance"], result["pairs_per_s"], result["speedups"]
+    runner = result.get("measured_run_2_workers")
     lines = [
         "# Alignment: faithful (authors' DTW) vs exact (offset spans)",
         "",
         f"{result['pairs']} GSM8K train gold rationales (first {result['pairs']}, calculator annotations removed); "
         "teacher = p50k_base tokens with synthetic top-5 (sampled token first, 4 random vocabulary tokens, "
-        f"seed {result['seed']}); student = Flan-T5 SentencePiece. Machine: {prov['machine']['cpu_count']}-core CPU, no GPU. "
-        f"Commit `{prov['git_commit']}`.",
+        f"seed {result['seed']}); student = Flan-T5 SentencePiece. Written by `{prov['command']}`.",
         "",
         "| | faithful | exact |",
         "|---|---|---|",
@@ -277,36 +278,46 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> tuple[Path, Pat
         f"| mean captured mass where derived | {f['mean_captured_mass_where_derived']:.4f} | {e['mean_captured_mass_where_derived']:.4f} |",
         f"| target kinds | {f['kinds']} | {e['kinds']} |",
         "",
-        "Speed on the same pairs (single process):",
+        f"Speed, single process, the same pairs; pairs/s as median (min–max) over {result['repeats']} repeats:",
         "",
-        f"- pure-Python oracle: {result['oracle_pairs_per_s']} pairs/s; authors-style (Python loop + C edit distance): "
-        f"{result['authors_style_pairs_per_s']} pairs/s",
-        f"- fast faithful: {result['faithful_pairs_per_s']} pairs/s ({result['speedup_faithful_vs_oracle']}x the oracle, "
-        f"{result['speedup_faithful_vs_authors_style']}x authors-style); identical to oracle: {result['identical_to_oracle']}",
-        f"- exact: {result['exact_pairs_per_s']} pairs/s",
-        f"- projected for {AUTHORS_SAMPLES:,} samples on {PROJECTION_CORES} cores: faithful {result['projection']['faithful_align_only_s']} s "
-        f"(align only), {result['projection']['faithful_end_to_end_s']} s (tokenize + align + pack); exact "
-        f"{result['projection']['exact_end_to_end_s']} s; authors reported 58 min.",
-        *([f"- measured `align run` (JSONL in/out, {result['measured_run_2_workers']['workers']} processes, "
-           f"{result['measured_run_2_workers']['samples']} samples): "
-           + "; ".join(f"{m} {v['samples_per_s']} samples/s -> {v['projected_s_207135']} s for {AUTHORS_SAMPLES:,}"
-                       for m, v in result["measured_run_2_workers"].items() if isinstance(v, dict))]
-          if "measured_run_2_workers" in result else []),
+        "| implementation | pairs | pairs/s |",
+        "|---|---|---|",
+        *[f"| {name} | {result['oracle_pairs'] if name in ORACLE_PAIRS else result['pairs']} | {_rate_cell(s)} |"
+          for name, s in rates.items()],
+        "",
+        f"- fast faithful vs the oracle, on the oracle's pairs: {_rate_cell(speed['faithful_vs_oracle'])}x"
+        + (f"; vs authors-style: {_rate_cell(speed['faithful_vs_authors_style'])}x" if "faithful_vs_authors_style" in speed else "")
+        + f"; identical to the oracle: {result['identical_to_oracle']}",
+        f"- projected for {AUTHORS_SAMPLES:,} samples on {PROJECTION_CORES} cores (an estimate: samples / (median rate x cores)): "
+        f"faithful {result['projection']['faithful_align_only_s']} s (align only), {result['projection']['faithful_end_to_end_s']} s "
+        f"(tokenize + align + pack); exact {result['projection']['exact_end_to_end_s']} s; authors reported 58 min.",
+        *([f"- measured `align run` (JSONL in/out, {runner['workers']} processes, {runner['samples']} samples, start-up "
+           f"included; {runner['repeats']} repeats, modes alternating): "
+           + "; ".join(f"{m} {_rate_cell(v['samples_per_s'])} samples/s -> {v['projected_s_207135']} s for {AUTHORS_SAMPLES:,} "
+                       "(linear, from the median)" for m, v in runner.items() if isinstance(v, dict))]
+          if runner else []),
         "",
         "Caveat: the top-k alternatives are synthetic (random vocabulary tokens), so the captured-mass numbers say how",
         "much of the sampled token's probability survives; real teacher alternatives are more often real words and",
         "would raise both modes' captured mass. The soft fractions depend only on which positions get a teacher",
         "distribution (every synthetic sampled-token probability is below 1), so they carry over to real data.",
         "",
-        f"Packages: {prov['packages']}. Inputs (sha256): see alignment_stats.json.",
+        *protocol_lines(Verdict(**result["verdict"]), prov, "alternating repeats (every implementation once per repeat, order "
+                        "rotated by one each repeat)", result["repeats"]),
+        "Inputs (sha256): see alignment_stats.json.",
     ]
     with atomic_write(md_path) as handle:
         handle.write("\n".join(lines) + "\n")
     return json_path, md_path
 
 
-def measure_runner(n: int = 2000, workers: int = 2, modes: tuple[str, ...] = ("faithful", "exact"), seed: int = 0) -> dict[str, Any]:
-    """Wall-clock of `run_alignment` (JSONL in → JSONL out, `workers` processes) on n synthetic samples.
+ORACLE_PAIRS = ("oracle", "fast faithful (oracle's pairs)", "authors-style")
+
+
+def measure_runner(n: int = 2000, workers: int = 2, modes: tuple[str, ...] = ("faithful", "exact"), seed: int = 0,
+                   repeats: int = 2, meter: LoadMeter | None = None) -> dict[str, Any]:
+    """Wall-clock of `run_alignment` (JSONL in → JSONL out, `workers` processes) on n synthetic samples,
+    the modes alternating over `repeats` repeats.
 
     This is the whole command as a user runs it (parsing, validation, alignment, packing, JSON
     writing, process start-up), so it checks the single-core projection on real cores.
@@ -315,7 +326,7 @@ def measure_runner(n: int = 2000, workers: int = 2, modes: tuple[str, ...] = ("f
     import tempfile
 
     from harness.align.api import AlignConfig
-    from harness.align.run import run_alignment
+    from harness.align.jsonl import run_alignment
     from harness.align.synthetic import gsm8k_rationales, synthesize
     from harness.tokenizers import TiktokenTokenizer
     from harness.records import write_jsonl
@@ -328,15 +339,50 @@ def measure_runner(n: int = 2000, workers: int = 2, modes: tuple[str, ...] = ("f
         syn = synthesize(teacher, text, f"{sample_id}#{r}", seed=seed)
         rows.append({"id": f"{sample_id}#{r}", "text": text, "tokens": syn.tokens,
                      "topk": [[[t, math.log(p)] for t, p in step] for step in syn.topk]})
-    out: dict[str, Any] = {"samples": n, "workers": workers}
+    seconds: dict[str, list[float]] = {mode: [] for mode in modes}
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "teacher.jsonl"
         write_jsonl(source, rows)
-        for mode in modes:
-            target = Path(tmp) / f"{mode}.jsonl"
-            t0 = time.perf_counter()
-            run_alignment(source, target, AlignConfig(mode=mode), workers=workers, chunk_size=64)
-            seconds = time.perf_counter() - t0
-            out[mode] = {"seconds": round(seconds, 2), "samples_per_s": round(n / seconds, 1),
-                         "projected_s_207135": round(AUTHORS_SAMPLES * seconds / n, 1)}
+        for order in rotations(modes, repeats):
+            for mode in order:
+                target = Path(tmp) / f"{mode}.jsonl"
+                t0 = time.perf_counter()
+                run_alignment(source, target, AlignConfig(mode=mode), workers=workers, chunk_size=64)
+                seconds[mode].append(time.perf_counter() - t0)
+                target.unlink()
+            if meter:
+                meter.lap()
+    out: dict[str, Any] = {"samples": n, "workers": workers, "repeats": repeats}
+    for mode, secs in seconds.items():
+        rate = spread([n / s for s in secs]).to_dict()
+        out[mode] = {"seconds": [round(s, 2) for s in secs], "samples_per_s": rate,
+                     "projected_s_207135": round(AUTHORS_SAMPLES / rate["median"], 1)}
     return out
+
+
+def report(n: int = 7473, seed: int = 0, oracle_n: int | None = 200, runner_samples: int = 6000, repeats: int = REPEATS,
+           runner_repeats: int = RUNNER_REPEATS, max_load: float = DEFAULT_MAX_LOAD, allow_load: bool = False,
+           out_dir: str | Path = "reports/align") -> tuple[Path, Path]:
+    """`harness align report`: the bench, the measured runner, the load; written only as a result
+    (or with allow_load, labelled); otherwise the numbers are printed and NotKept raised."""
+    check_max_load(max_load)
+    if runner_repeats < 1:
+        raise UsageError(f"--runner-repeats: {runner_repeats} is not allowed; it must be > 0")
+    command = command_line("python -m harness align report", {
+        "n": n, "seed": seed, "oracle_n": oracle_n, "runner_samples": runner_samples, "repeats": repeats,
+        "runner_repeats": runner_repeats, "max_load": max_load, "allow_load": allow_load, "out_dir": out_dir})
+    meter = LoadMeter().start()
+    result = run_bench(n=n, seed=seed, oracle_n=oracle_n, repeats=repeats, meter=meter)
+    if runner_samples:
+        result["measured_run_2_workers"] = measure_runner(runner_samples, workers=2, seed=seed, repeats=runner_repeats, meter=meter)
+    load = meter.total()
+    verdict = judge(load, max_load, allow_load)
+    result["load"] = load.to_dict()
+    result["verdict"] = verdict.to_dict()
+    result["provenance"] = {**provenance(command, packages=PACKAGES), "inputs_sha256": input_checksums(input_files())}
+    print(json.dumps({"pairs_per_s": {k: round(v["median"], 1) for k, v in result["pairs_per_s"].items()},
+                      "speedups": {k: round(v["median"], 1) for k, v in result["speedups"].items()},
+                      "load": load.describe()}, indent=1), flush=True)
+    if not verdict.write:
+        raise refuse(verdict)
+    return write_report(result, out_dir)

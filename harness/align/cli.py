@@ -8,6 +8,9 @@ from typing import Optional
 
 import typer
 
+from harness.align.bench import REPEATS, RUNNER_REPEATS
+from harness.benchmarking import ALLOW_LOAD_HELP, DEFAULT_MAX_LOAD, MAX_LOAD_HELP
+
 app = typer.Typer(no_args_is_help=True, help="Align teacher top-k distributions onto student tokens.")
 
 
@@ -106,16 +109,17 @@ def report(
     out_dir: Path = typer.Option(Path("reports/align"), help="Where to write alignment_stats.{json,md}."),
     oracle_n: Optional[int] = typer.Option(200, help="Pairs on which the slow oracle runs (all if unset)."),
     runner_samples: int = typer.Option(6000, help="Samples for the measured `align run` on 2 processes (0: skip)."),
+    repeats: int = typer.Option(REPEATS, help="Repeats of every implementation, order rotated each repeat."),
+    runner_repeats: int = typer.Option(RUNNER_REPEATS, help="Repeats of the measured `align run`, modes alternating."),
+    max_load: float = typer.Option(DEFAULT_MAX_LOAD, help=MAX_LOAD_HELP),
+    allow_load: bool = typer.Option(False, "--allow-load", help=ALLOW_LOAD_HELP),
 ):
-    """Soft-target statistics of faithful vs exact on real rationales, with provenance, to reports/align/."""
-    from harness.align.bench import measure_runner, run_bench, write_report
+    """Soft-target statistics and speed of faithful vs exact on real rationales, with provenance, to reports/align/."""
+    from harness.align.bench import report as write
 
-    result = run_bench(n=n, seed=seed, oracle_n=oracle_n)
-    if runner_samples:
-        result["measured_run_2_workers"] = measure_runner(runner_samples, workers=2, seed=seed)
-    json_path, md_path = write_report(result, out_dir)
-    print(json.dumps({"json": str(json_path), "markdown": str(md_path), "soft_fraction_faithful": result["soft_fraction_faithful"],
-                      "soft_fraction_exact": result["soft_fraction_exact"]}))
+    json_path, md_path = write(n=n, seed=seed, oracle_n=oracle_n, runner_samples=runner_samples, repeats=repeats,
+                               runner_repeats=runner_repeats, max_load=max_load, allow_load=allow_load, out_dir=out_dir)
+    print(json.dumps({"json": str(json_path), "markdown": str(md_path)}))
 
 
 @app.command("synth")

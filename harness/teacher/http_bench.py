@@ -10,9 +10,14 @@ answered at once and answered after d; and the same requests over bare aiohttp (
 no parsing), to tell client overhead from the machine. The server builds each answer while the request "runs",
 so it leaves d after the request arrived whatever the server's own CPU time.
 "Sustained" is the rate between the 10th and 90th percentile of completions, free of start-up and
-of the last retries' backoff. The report also gives the client's and server's CPU per request and
-the load average, since on a shared 2-core machine other jobs take cores away. Writes
-reports/teacher/http_client.json and http_client.md. Not a timed test.
+of the last retries' backoff. The report also gives the client's and server's CPU per request.
+
+Protocol (harness.benchmarking): alternating repeats, the four runs once per repeat in an order
+rotated by one each repeat; each row shows the repeat with the median sustained rate and the
+min-max over repeats; the CPU seconds other processes took during each run (the server is this
+bench's child, so its CPU counts as ours). Above `--max-load` the numbers are printed and not
+written (exit 3) unless `--allow-load`. Writes reports/teacher/http_client.json and
+http_client.md. Not a timed test.
 """
 
 from __future__ import annotations
@@ -20,30 +25,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
-from importlib.metadata import version
 from pathlib import Path
 
+from harness.benchmarking import (ALLOW_LOAD_HELP, DEFAULT_MAX_LOAD, MAX_LOAD_HELP, LoadMeter, Verdict, check_max_load,
+                                  command_line, judge, protocol_lines, provenance, refuse, rotations)
 from harness.config import REPO_ROOT
-from harness.manifest import run_manifest
+from harness.errors import HarnessError, UsageError
+from harness.records import atomic_write
 from harness.teacher.base import SampleRequest
 from harness.teacher.openai_backend import OpenAIConfig, OpenAITeacher
 
 SERVER = REPO_ROOT / "tests" / "teacher" / "fake_openai_server.py"
 TARGET = 0.90  # of c/d
-
-
-def cpu_description() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} logical cores"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores"
+REPEATS = 5
+PACKAGES = ("openai", "httpx2", "aiohttp")
+PLAN = (("clean", 0, False, False), ("10% 429/500, answered at once", 10, False, True),
+        ("10% 429/500, answered after d", 10, False, False), ("bare aiohttp, no httpx layer or parsing, clean", 0, True, False))
 
 
 def _bare_aiohttp(base_url: str, concurrency: int, requests: list[SampleRequest], stamps: list[float]) -> int:
@@ -78,7 +78,6 @@ def run_once(delay: float, concurrency: int, n: int, fault_every: int, max_token
     import aiohttp  # noqa: F401  (imported before the clock starts: their import is no part of the rate)
     import openai  # noqa: F401
 
-    load0 = os.getloadavg()[0]
     try:
         port = int(server.stdout.readline().split()[1])
         config = OpenAIConfig(f"http://127.0.0.1:{port}/v1", "fake", concurrency=concurrency, timeout_s=10,
@@ -115,7 +114,7 @@ def run_once(delay: float, concurrency: int, n: int, fault_every: int, max_token
         "sustained_attempts_fraction_of_ideal": round(sustained * attempts / n / ideal, 3),
         "retries": teacher.usage.retries, "errors": teacher.usage.errors,
         "client_cpu_s": round(cpu, 3), "client_cpu_ms_per_attempt": round(1000 * cpu / attempts, 3),
-        "server_cpu_s": server_cpu, "load_average_1min_before": round(load0, 2),
+        "server_cpu_s": server_cpu,
         # each request's cycle if only its own CPU were added to d (client and server one core each)
         "cpu_model_ceiling_requests_per_s": round(concurrency / (delay + (cpu + (server_cpu or 0)) / attempts), 1),
     }
@@ -132,28 +131,34 @@ def _cpu_seconds(pid: int) -> float | None:
 
 def write_report(out_dir: Path, record: dict):
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "http_client.json").write_text(json.dumps(record, indent=2) + "\n")
+    with atomic_write(out_dir / "http_client.json") as f:
+        f.write(json.dumps(record, indent=2) + "\n")
+    with atomic_write(out_dir / "http_client.md") as f:
+        f.write(render(record))
+
+
+def render(record: dict) -> str:
     d, c = record["delay_s"], record["concurrency"]
     rows = []
     for name, reps in record["runs"].items():
         r = _median_run(reps)
         spread = sorted(x["sustained_requests_per_s"] for x in reps)
+        others = [x["load"]["fraction"] for x in reps if x["load"]["fraction"] is not None]
         rows.append(f"| {name} | {r['sustained_requests_per_s']:.0f} ({spread[0]:.0f}–{spread[-1]:.0f}) | {r['requests_per_s']:.0f} "
                     f"| {100 * r['sustained_fraction_of_ideal']:.0f}% | {_attempts_cell(r)} "
                     f"| {r['best_1s_window_requests_per_s']} | {r['retries']} | {r['client_cpu_ms_per_attempt']:.2f} "
-                    f"| {r['server_cpu_s']} | {r['load_average_1min_before']} |")
-    (out_dir / "http_client.md").write_text("\n".join([
+                    f"| {r['server_cpu_s']} | {'–' if not others else f'{100 * max(others):.0f}%'} |")
+    return "\n".join([
         "# OpenAI-compatible teacher client: throughput on loopback",
         "",
         f"Server answers after d = {d} s; concurrency c = {c}; ideal c/d = {c / d:.0f} requests/s; target >= {TARGET:.0%}. "
-        f"{record['requests']:,} requests of {record['max_tokens']} tokens, top-5, per run.",
-        f"{record['cpu']}; Python {record['python']}, httpx2 {record['httpx2']} over openai {record['openai']}'s aiohttp transport (aiohttp {record['aiohttp']}); "
-        f"commit {record['manifest']['git_commit']}. Generated by `python -m harness.teacher.http_bench`.",
+        f"{record['requests']:,} requests of {record['max_tokens']} tokens, top-5, per run. httpx2 over openai's aiohttp transport.",
         "",
-        f"Each run {record['repeats']} times; the table shows the run with the median sustained rate (range in brackets).",
+        f"Each run {record['repeats']} times, the four runs interleaved; the table shows the repeat with the median sustained "
+        "rate (min–max over the repeats in brackets).",
         "",
         "| run | sustained req/s | overall req/s | sustained / ideal | attempts / ideal | best 1 s window | retries "
-        "| client CPU ms / attempt | server CPU s | load avg before |",
+        "| client CPU ms / attempt | server CPU s | other processes' CPU share (max over repeats) |",
         "|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
@@ -166,12 +171,13 @@ def write_report(out_dir: Path, record: dict):
         "The bare-aiohttp row sends the same requests from c workers over aiohttp alone, without the httpx layer or parsing. "
         "CPU-model ceiling of the median clean run: c / (d + client and server CPU per attempt) = "
         f"{_median_run(record['runs']['clean'])['cpu_model_ceiling_requests_per_s']:.0f} req/s; a measured rate below it is "
-        "time spent waiting for a core (see the load average: other jobs share this machine). Best 1 s window: the most "
-        "completions in any one second of the run.",
+        "time spent waiting for a core. Best 1 s window: the most completions in any one second of the run.",
         "",
+        *protocol_lines(Verdict(**record["verdict"]), record["manifest"], "alternating repeats (the four runs once per repeat, "
+                        "order rotated by one each repeat)", record["repeats"]),
         *record.get("notes", []),
         "",
-    ]))
+    ])
 
 
 def _attempts_cell(run: dict) -> str:
@@ -183,32 +189,58 @@ def _median_run(reps: list[dict]) -> dict:
     return sorted(reps, key=lambda r: r["sustained_requests_per_s"])[len(reps) // 2]
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m harness.teacher.http_bench", description=__doc__.splitlines()[0])
     ap.add_argument("--delay", type=float, default=0.05, help="seconds the server waits before answering")
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--max-tokens", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=REPEATS, help=f"repeats of the four runs, interleaved (default {REPEATS})")
+    ap.add_argument("--max-load", type=float, default=DEFAULT_MAX_LOAD, help=MAX_LOAD_HELP)
+    ap.add_argument("--allow-load", action="store_true", help=ALLOW_LOAD_HELP)
     ap.add_argument("--note", action="append", default=[], help="a line to add under the table")
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "teacher")
     args = ap.parse_args(argv)
-    runs = {}
-    plan = (("clean", 0, False, False), ("10% 429/500, answered at once", 10, False, True),
-            ("10% 429/500, answered after d", 10, False, False), ("bare aiohttp, no httpx layer or parsing, clean", 0, True, False))
-    for name, every, raw, at_once in plan:
-        runs[name] = [run_once(args.delay, args.concurrency, args.requests, every, args.max_tokens, raw, at_once)
-                      for _ in range(args.repeats)]
-        print(f"{name}: {_median_run(runs[name])}", flush=True)
-    record = {
-        "delay_s": args.delay, "concurrency": args.concurrency, "requests": args.requests, "max_tokens": args.max_tokens,
-        "repeats": args.repeats, "target_fraction": TARGET, "runs": runs, "notes": args.note,
-        "python": platform.python_version(), "openai": version("openai"), "httpx2": version("httpx2"),
-        "aiohttp": version("aiohttp"), "cpu": cpu_description(), "manifest": run_manifest(),
-    }
-    write_report(args.out, record)
-    print(f"wrote {args.out / 'http_client.json'} and {args.out / 'http_client.md'}")
+    try:
+        for name in ("concurrency", "requests", "max_tokens", "repeats"):
+            if getattr(args, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')}: {getattr(args, name)} is not allowed; it must be > 0")
+        if args.requests < 10:
+            raise UsageError(f"--requests: {args.requests} is not allowed; the sustained rate needs >= 10")
+        check_max_load(args.max_load)
+        out = args.out if args.out.is_absolute() else Path.cwd() / args.out
+        command = command_line("python -m harness.teacher.http_bench", {
+            "delay": args.delay, "concurrency": args.concurrency, "requests": args.requests, "max_tokens": args.max_tokens,
+            "repeats": args.repeats, "max_load": args.max_load, "allow_load": args.allow_load,
+            "out": os.path.relpath(out, REPO_ROOT) if out.is_relative_to(REPO_ROOT) else out})
+        runs: dict[str, list[dict]] = {name: [] for name, *_ in PLAN}
+        settings = {name: rest for name, *rest in PLAN}
+        meter = LoadMeter().start()
+        for order in rotations(list(runs), args.repeats):
+            for name in order:
+                every, raw, at_once = settings[name]
+                run = run_once(args.delay, args.concurrency, args.requests, every, args.max_tokens, raw, at_once)
+                run["load"] = meter.lap().to_dict()
+                runs[name].append(run)
+        load = meter.total()
+        verdict = judge(load, args.max_load, args.allow_load)
+        record = {
+            "delay_s": args.delay, "concurrency": args.concurrency, "requests": args.requests, "max_tokens": args.max_tokens,
+            "repeats": args.repeats, "target_fraction": TARGET, "runs": runs, "notes": args.note,
+            "load": load.to_dict(), "verdict": verdict.to_dict(), "manifest": provenance(command, packages=PACKAGES),
+        }
+        page = render(record)
+        print(page, flush=True)
+        if not verdict.write:
+            raise refuse(verdict)
+        write_report(out, record)
+    except HarnessError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    print(f"wrote {out / 'http_client.json'} and {out / 'http_client.md'}"
+          f"{'' if verdict.result else ' (labelled: measured under load, not a result)'}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,30 +1,40 @@
 """Training throughput: `python -m harness.train.bench` -> reports/train/bench-<device>.json + README.md.
 
 Full optimizer steps (forward, backward, AdamW) of one Flan-T5 architecture (random weights built
-from its config; dropout off everywhere, as in the authors' runs) on one seeded synthetic batch,
-side by side in one process:
+from its config, the same seed for every provider; dropout off everywhere, as in the authors' runs)
+on one seeded synthetic batch:
 
-  ours-sample        DistillationObjective, one-hot targets (= token cross-entropy)
-  ours-distribution  DistillationObjective, the teacher's top-k (variant faithful); both as the
-                     trainer runs them: bf16 autocast and the fused linear+KL head on CUDA,
-                     fp32 and the logits path on CPU (`--head` overrides)
+  ours-sample        our trainer's step (harness.train.trainer): DistillationObjective under
+                     accelerate (prepare, accumulate, backward), one-hot targets (= cross-entropy)
+  ours-distribution  the same with the teacher's top-k (variant faithful); bf16 autocast and the
+                     fused linear+KL head on CUDA, fp32 and the logits path on CPU (`--head`)
   authors            fp32, no autocast; the dense [B, T, V] target built on the host every step
                      their way (one-hot pad everywhere, a Python loop writing each position's
                      {token id: prob} dict, one-hot EOS), then `.to(device)`; their KL, masked mean
   hf-trainer         transformers.Seq2SeqTrainer, cross-entropy on `labels`, bf16 on CUDA, the
-                     same AdamW (adamw_torch, lr 5e-4, wd 0.01), no clipping, no saving/eval/logging
+                     same AdamW (adamw_torch, lr 5e-4, wd 0.01; it keeps layer norms out of weight
+                     decay, a second parameter group and the same work), no clipping, no
+                     saving/eval/logging; the same T5 forward (it shifts `labels` right itself)
 
-Step time is the median over the timed steps (the first `--warmup` steps are dropped; for the
-Trainer a callback times on_step_begin -> on_step_end, which leaves out its data loader);
-tokens/s counts the batch's target tokens (EOS included, padding not). Peak memory is CUDA's
-max_memory_allocated, reset per provider (weights + optimizer state + activations); on CPU it is
-null. A provider that runs out of GPU memory is recorded as such and the others still run.
-The GPU targets (issue 9) are checked on the GPU run, never by timed tests.
+The timed section is the same for all: from the batch's move to the device to the optimizer's
+zero_grad; data loading and collation are outside it (the Trainer is timed by a callback,
+on_step_begin -> on_step_end, which leaves out its data loader; ours get a ready batch).
+
+Protocol (harness.benchmarking): alternating repeats. Each repeat builds every provider afresh
+and runs `--warmup` untimed then `--steps` timed steps, the providers in an order rotated by one
+each repeat; a provider's figure for the repeat is its median step, and each ratio is formed
+inside a repeat. Repeats rather than round-robin steps: the Trainer owns its loop, and at GPU
+sizes only one provider's model and optimizer state fit at a time. Reported: the median across
+repeats with the min-max, the machine's load, and the previous report's spread (a rerun's ratio
+should fall inside it). Above `--max-load` the numbers are printed and not written (exit 3).
+Peak memory is CUDA's max_memory_allocated (null on CPU). `--profile` prints a torch.profiler
+table of one step of each provider instead. GPU targets (issue 9) are judged on the GPU run only.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import re
@@ -34,6 +44,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness.benchmarking import (ALLOW_LOAD_HELP, DEFAULT_MAX_LOAD, MAX_LOAD_HELP, LoadMeter, check_max_load, command_line,
+                                  Verdict, judge, protocol_lines, provenance, ratios, refuse, rotations, spread,
+                                  within)
 from harness.errors import HarnessError, UsageError
 from harness.records import atomic_write
 
@@ -46,9 +59,25 @@ ARCHS = {
     "flan-t5-large": ((1024, 2816, 24, 16, 64), (8, 256, 256)),
     "flan-t5-xl": ((2048, 5120, 24, 32, 64), (4, 256, 256)),
 }
-GPU_COMMAND = "python -m harness.train.bench --arch flan-t5-xl --device cuda"
+PROG = "python -m harness.train.bench"
+GPU_COMMAND = f"{PROG} --arch flan-t5-xl --device cuda"
 CPU_MEMORY = "null on CPU: torch counts only CUDA allocations, and the process RSS high-water mark cannot be reset between providers"
 TARGETS = {"ours_distribution_vs_authors": 2.0, "ours_sample_vs_hf_trainer": 1.2, "distribution_over_sample_step_time": 1.10}
+# ratio: (provider whose ms/step is the numerator, the denominator's), formed inside each repeat
+RATIOS = {"ours_distribution_vs_authors": ("authors", "ours-distribution"),  # tokens/s ratio = inverse of step times
+          "ours_sample_vs_hf_trainer": ("hf-trainer", "ours-sample"),
+          "distribution_over_sample_step_time": ("ours-distribution", "ours-sample")}
+RATIO_LABELS = {"ours_distribution_vs_authors": ("ours-distribution vs authors (tokens/s)", ">= 2x"),
+                "ours_sample_vs_hf_trainer": ("ours-sample vs hf-trainer (tokens/s)", ">= 1.2x"),
+                "distribution_over_sample_step_time": ("distribution / sample step time", "<= 1.10")}
+LOSSES = {"ours-sample": "one-hot top-k KL (= cross-entropy)", "ours-distribution": "sparse top-k KL (faithful)",
+          "authors": "dense KL, target built on the host", "hf-trainer": "T5 cross-entropy (labels)"}
+# 12 = three rotations of four providers (and whole rotations of any subset of 1-3). For exchangeable
+# repeats, the chance that a rerun's median falls outside this run's min-max is ~0.7% at 12 repeats
+# (~4% at 8, ~17% at 5; an estimate by simulation, not a measurement).
+REPEATS = 12
+# Settings that must match for a rerun to be compared with the previous report.
+COMPARABLE = ("arch", "batch", "source_len", "target_len", "k", "steps", "warmup", "seed", "head")
 
 
 def t5_config(arch: str):
@@ -117,42 +146,50 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _adamw(model):
+def _adamw(params):
     import torch
 
-    return torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.01)
+    return torch.optim.AdamW(params, lr=5e-4, weight_decay=0.01)
 
 
-def _timed_loop(step, n: int, device) -> list[float]:
+def _timed_loop(step, n: int, device, last=contextlib.nullcontext) -> list[float]:
+    """n steps, each timed; `last()` wraps the final one (the profiler, with --profile)."""
     times = []
-    for _ in range(n):
-        _sync(device)
-        t0 = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
+    for i in range(n):
+        with last() if i == n - 1 else contextlib.nullcontext():
+            _sync(device)
+            t0 = time.perf_counter()
+            step()
+            _sync(device)
+            times.append(time.perf_counter() - t0)
     return times
 
 
-def run_ours(cfg, batch, device, n: int, seed: int, distribution: bool, fused: bool) -> list[float]:
-    import torch
+def run_ours(cfg, batch, dicts, device, n: int, seed: int, fused: bool, distribution: bool, last=contextlib.nullcontext):
+    """The trainer's micro-batch step (grad_accum 1, micro_batch_mean normalization, no clipping)."""
+    from accelerate import Accelerator
 
     from harness.train.losses import DistillationObjective
 
+    # The Trainer provider makes the same Accelerator (accelerate's process state must agree).
+    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision="bf16" if device.type == "cuda" else "no")
     model = _model(cfg, device, seed)
     objective = DistillationObjective(model, seq2seq=True, variant="faithful", fused=fused, pad_id=0)  # T5's <pad>, as the trainer
-    opt = _adamw(model)
+    objective, opt = accelerator.prepare(objective, _adamw(model.parameters()))
     names = ("input_ids", "attention_mask", "labels", "decoder_input_ids") + (("topk_ids", "topk_probs") if distribution else ())
 
     def step():
         inputs = {k: getattr(batch, k).to(device, non_blocking=True) for k in names}
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with accelerator.accumulate(objective):
             loss_sum, rows = objective(**inputs)
-        (loss_sum / rows.clamp(min=1)).backward()  # the trainer's micro_batch_mean, grad_accum 1
+            accelerator.backward(loss_sum / rows.clamp(min=1))
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    return _timed_loop(step, n, device)
+    try:
+        return _timed_loop(step, n, device, last)
+    finally:
+        accelerator.free_memory()
 
 
 def authors_target(dicts, b: int, t: int):
@@ -172,13 +209,13 @@ def authors_target(dicts, b: int, t: int):
     return target
 
 
-def run_authors(cfg, batch, dicts, device, n: int, seed: int) -> list[float]:
+def run_authors(cfg, batch, dicts, device, n: int, seed: int, fused: bool, distribution: bool, last=contextlib.nullcontext):
     from kernels.reference import authors_dense_kl
 
     from harness.train.data import IGNORE
 
     model = _model(cfg, device, seed)
-    opt = _adamw(model)
+    opt = _adamw(model.parameters())
     b, t = batch.labels.shape
 
     def step():
@@ -191,10 +228,10 @@ def run_authors(cfg, batch, dicts, device, n: int, seed: int) -> list[float]:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    return _timed_loop(step, n, device)
+    return _timed_loop(step, n, device, last)
 
 
-def run_hf_trainer(cfg, batch, device, n: int, seed: int) -> list[float]:
+def run_hf_trainer(cfg, batch, dicts, device, n: int, seed: int, fused: bool, distribution: bool, last=contextlib.nullcontext):
     import torch
     from transformers import PrinterCallback, Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
 
@@ -211,12 +248,15 @@ def run_hf_trainer(cfg, batch, device, n: int, seed: int) -> list[float]:
 
     class Clock(TrainerCallback):
         def on_step_begin(self, args, state, control, **kw):
+            self.ctx = last() if state.global_step == n - 1 else contextlib.nullcontext()
+            self.ctx.__enter__()
             _sync(device)
             self.t0 = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kw):
             _sync(device)
             times.append(time.perf_counter() - self.t0)
+            self.ctx.__exit__(None, None, None)
 
     model = _model(cfg, device, seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -229,8 +269,12 @@ def run_hf_trainer(cfg, batch, device, n: int, seed: int) -> list[float]:
         trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=Rows(), callbacks=[Clock()])
         trainer.remove_callback(PrinterCallback)  # it prints the final metrics dict to stdout
         trainer.train()
+        trainer.accelerator.free_memory()
         del trainer
     return times
+
+
+RUNNERS = {"ours-sample": run_ours, "ours-distribution": run_ours, "authors": run_authors, "hf-trainer": run_hf_trainer}
 
 
 def device_slug(device) -> str:
@@ -245,7 +289,7 @@ def device_slug(device) -> str:
 def check_options(a: argparse.Namespace) -> None:
     import torch
 
-    for name in ("batch", "source_len", "steps"):
+    for name in ("batch", "source_len", "steps", "repeats"):
         if getattr(a, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')}: {getattr(a, name)} is not allowed; it must be > 0")
     if a.target_len < 2:
@@ -257,16 +301,21 @@ def check_options(a: argparse.Namespace) -> None:
     unknown = [p for p in a.providers if p not in PROVIDERS]
     if unknown or not a.providers:
         raise UsageError(f"--providers: {','.join(unknown) or '(none)'} is not allowed; choose from {', '.join(PROVIDERS)}")
+    check_max_load(a.max_load)
     if a.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available here; use --device cpu (ratios only, tiny models)")
     if Path(a.out).exists() and not Path(a.out).is_dir():
         raise UsageError(f"--out: {a.out} exists and is not a folder")
 
 
-def bench(a: argparse.Namespace) -> dict:
-    import torch
+def _row(name: str, device, fused: bool) -> dict:
+    return {"precision": "fp32" if name == "authors" or device.type == "cpu" else "bf16 autocast (fp32 weights)",
+            "loss": LOSSES[name], "head": ("fused linear+KL" if fused else "logits") if name.startswith("ours") else "logits"}
 
-    from harness.manifest import run_manifest
+
+def bench(a: argparse.Namespace) -> dict:
+    """Every provider, `a.repeats` times in rotated order; per-repeat medians, ratios and the load."""
+    import torch
 
     check_options(a)
     device = torch.device(a.device)
@@ -274,61 +323,81 @@ def bench(a: argparse.Namespace) -> dict:
     cfg = t5_config(a.arch)
     batch, dicts = synthetic_batch(a.batch, a.source_len, a.target_len, a.k, a.seed)
     n = a.warmup + a.steps
-    results = {}
-    for name in a.providers:
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(device)
-        print(f"bench: {name} ...", file=sys.stderr, flush=True)
-        row = {"precision": "fp32" if name == "authors" or device.type == "cpu" else "bf16 autocast (fp32 weights)",
-               "loss": {"ours-sample": "one-hot top-k KL (= cross-entropy)", "ours-distribution": "sparse top-k KL (faithful)",
-                        "authors": "dense KL, target built on the host", "hf-trainer": "T5 cross-entropy (labels)"}[name],
-               "head": ("fused linear+KL" if fused else "logits") if name.startswith("ours") else "logits"}
-        try:
-            if name.startswith("ours"):
-                times = run_ours(cfg, batch, device, n, a.seed, name == "ours-distribution", fused)
-            elif name == "authors":
-                times = run_authors(cfg, batch, dicts, device, n, a.seed)
-            else:
-                times = run_hf_trainer(cfg, batch, device, n, a.seed)
-        except torch.cuda.OutOfMemoryError as e:
-            results[name] = {**row, "status": "out of memory", "error": str(e).splitlines()[0]}
-            continue
-        timed = times[a.warmup:] if len(times) > a.warmup else times
-        median = statistics.median(timed)
-        qs = statistics.quantiles(timed, n=5, method="inclusive") if len(timed) > 1 else [median] * 4
-        row.update(status="ok", median_ms=median * 1e3, p20_ms=qs[0] * 1e3, p80_ms=qs[3] * 1e3,
-                   tokens_per_s=batch.tokens / median, step_ms=[x * 1e3 for x in times], timed_steps=len(timed),
-                   peak_memory_bytes=int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None)
-        results[name] = row
+    results = {name: {**_row(name, device, fused), "status": "ok", "repeat_median_ms": [], "step_ms": [], "peak_memory_bytes": None}
+               for name in a.providers}
+    meter = LoadMeter().start()
+    for repeat, order in enumerate(rotations(a.providers, a.repeats)):
+        for name in order:
+            row = results[name]
+            if row["status"] != "ok":
+                continue
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(device)
+            print(f"bench: repeat {repeat + 1}/{a.repeats}: {name} ...", file=sys.stderr, flush=True)
+            try:
+                times = RUNNERS[name](cfg, batch, dicts, device, n, a.seed, fused, name == "ours-distribution")
+            except torch.cuda.OutOfMemoryError as e:
+                row.update(status="out of memory", error=str(e).splitlines()[0])
+                continue
+            timed = times[a.warmup:]
+            row["repeat_median_ms"].append(statistics.median(timed) * 1e3)
+            row["step_ms"].append([x * 1e3 for x in times])
+            if device.type == "cuda":
+                row["peak_memory_bytes"] = max(row["peak_memory_bytes"] or 0, int(torch.cuda.max_memory_allocated(device)))
+        meter.lap()
+    load = meter.total()
     gc.collect()
+    for row in results.values():
+        if row["status"] == "ok":
+            row["ms_per_step"] = spread(row["repeat_median_ms"]).to_dict()
+            row["tokens_per_s"] = batch.tokens / (row["ms_per_step"]["median"] / 1e3)
 
-    def tps(p):
-        r = results.get(p)
-        return r["tokens_per_s"] if r and r["status"] == "ok" else None
+    def per_repeat(name):
+        r = results.get(name)
+        return r["repeat_median_ms"] if r and r["status"] == "ok" else None
 
-    def ratio(x, y):
-        return x / y if x and y else None
-
-    ratios = {"ours_distribution_vs_authors": ratio(tps("ours-distribution"), tps("authors")),
-              "ours_sample_vs_hf_trainer": ratio(tps("ours-sample"), tps("hf-trainer")),
-              "distribution_over_sample_step_time": ratio(tps("ours-sample"), tps("ours-distribution"))}
-    met = {k: (None if v is None or device.type != "cuda" else (v <= TARGETS[k] if k.startswith("distribution") else v >= TARGETS[k]))
-           for k, v in ratios.items()}
+    found = {}
+    for key, (num, den) in RATIOS.items():
+        x, y = per_repeat(num), per_repeat(den)
+        found[key] = spread(ratios(x, y)).to_dict() if x and y else None
+    met = {k: (None if v is None or device.type != "cuda" else
+               (v["median"] <= TARGETS[k] if k.startswith("distribution") else v["median"] >= TARGETS[k]))
+           for k, v in found.items()}
+    settings = {"arch": a.arch, "batch": a.batch, "source_len": a.source_len, "target_len": a.target_len, "k": a.k,
+                "steps": a.steps, "warmup": a.warmup, "repeats": a.repeats, "seed": a.seed, "head": a.head}
+    command = command_line(PROG, {**settings, "device": a.device, "providers": a.providers, "max_load": a.max_load,
+                                  "allow_load": a.allow_load})
     return {
         "job": "train.bench",
-        "manifest": run_manifest(torch_threads=torch.get_num_threads()),
+        "manifest": provenance(command, torch_threads=torch.get_num_threads()),
         "device": device.type, "device_slug": device_slug(device),
-        "settings": {"arch": a.arch, "arch_config": dict(zip(("d_model", "d_ff", "layers", "heads", "d_kv"), ARCHS[a.arch][0]),
-                                                         vocab=VOCAB, activation="gated-gelu", tied=False, dropout=0.0),
-                     "batch": a.batch, "source_len": a.source_len, "target_len": a.target_len, "k": a.k, "steps": a.steps,
-                     "warmup": a.warmup, "seed": a.seed, "target_tokens_per_step": batch.tokens,
+        "settings": {**settings, "arch_config": dict(zip(("d_model", "d_ff", "layers", "heads", "d_kv"), ARCHS[a.arch][0]),
+                                                     vocab=VOCAB, activation="gated-gelu", tied=False, dropout=0.0),
+                     "providers": list(a.providers), "target_tokens_per_step": batch.tokens,
                      "optimizer": "torch AdamW lr 5e-4 wd 0.01, no clipping (hf-trainer: optim=adamw_torch, max_grad_norm=0)"},
+        "protocol": {"interleaving": "alternating repeats, provider order rotated by one each repeat",
+                     "orders": rotations(a.providers, a.repeats), "load": load.to_dict(),
+                     "load_per_repeat": [lap.to_dict() for lap in meter.laps]},
+        "verdict": judge(load, a.max_load, a.allow_load).to_dict(),
         "providers": results,
-        "ratios": ratios, "targets": TARGETS, "targets_met": met,
+        "ratios": found, "targets": TARGETS, "targets_met": met,
         "peak_memory_note": None if device.type == "cuda" else CPU_MEMORY,
     }
+
+
+def rerun_check(previous: dict | None, report: dict) -> dict | None:
+    """Each ratio's median now against the spread the previous report (same settings) stated."""
+    if not previous or any(previous.get("settings", {}).get(k) != report["settings"][k] for k in COMPARABLE):
+        return None
+    out = {}
+    for key, now in report["ratios"].items():
+        before = previous.get("ratios", {}).get(key)
+        if now and isinstance(before, dict):
+            out[key] = {"now": now["median"], "previous": before, "within_previous_spread": within(now["median"], before)}
+    return {"previous_commit": previous["manifest"]["git_commit"], "previous_created": previous["manifest"]["created"],
+            "previous_was_result": bool(previous.get("verdict", {}).get("result")), "ratios": out}
 
 
 def _fmt(x, spec=".1f", none="–"):
@@ -336,40 +405,49 @@ def _fmt(x, spec=".1f", none="–"):
 
 
 def render(reports: list[dict]) -> str:
-    lines = ["# Training throughput benchmark (issue 9, item 8)", "",
-             "Written by `python -m harness.train.bench` (module docstring: what each provider runs); one section per "
-             "`bench-<device>.json` next to this page. Every number in a section comes from one run, side by side.", ""]
+    lines = ["# Training throughput benchmark (issue 9, item 8; protocol: issue 22)", "",
+             f"Written by `{PROG}` (module docstring: what each provider runs, the timed section, the protocol); one "
+             "section per `bench-<device>.json` next to this page. All numbers in a section come from one run, providers "
+             "interleaved.", ""]
     if not any(r["device"] == "cuda" for r in reports):
         lines += [f"**GPU numbers pending: run `{GPU_COMMAND}`** on a GPU (H100/H200); it writes `bench-<gpu>.json` "
                   "and this page. No GPU was available in the session that built this.", ""]
+    if not any(r["device"] == "cpu" for r in reports):
+        lines += ["**CPU numbers pending quiet rerun: `nox -s bench-cpu`** (or `python -m harness.train.bench --device cpu`).", ""]
     for r in reports:
-        s, m = r["settings"], r["manifest"]
+        s, m, v = r["settings"], r["manifest"], r["verdict"]
         lines += [f"## {m['device']} — {s['arch']}", "",
                   f"Batch {s['batch']}, source {s['source_len']}, target {s['target_len']} ({s['target_tokens_per_step']} target "
-                  f"tokens/step), top-k {s['k']}, {s['steps']} timed steps after {s['warmup']} warmup; {s['optimizer']}. "
-                  f"Commit `{m['git_commit']}`, torch {m['packages'].get('torch')}, transformers {m['packages'].get('transformers')}, "
-                  f"{m['created']}.", "",
-                  "| provider | precision | loss | head | ms/step (median) | p20–p80 ms | target tokens/s | peak memory (GiB) |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  f"tokens/step), top-k {s['k']}; each repeat {s['warmup']} warmup + {s['steps']} timed steps per provider; "
+                  f"{s['optimizer']}.", "",
+                  "| provider | precision | loss | head | ms/step, median (min–max over repeats) | target tokens/s | peak memory (GiB) |",
+                  "|---|---|---|---|---|---|---|"]
         for name, p in r["providers"].items():
             if p["status"] != "ok":
-                lines.append(f"| {name} | {p['precision']} | {p['loss']} | {p['head']} | {p['status']} | | | |")
+                lines.append(f"| {name} | {p['precision']} | {p['loss']} | {p['head']} | {p['status']} | | |")
                 continue
             mem = None if p["peak_memory_bytes"] is None else p["peak_memory_bytes"] / 2**30
-            lines.append(f"| {name} | {p['precision']} | {p['loss']} | {p['head']} | {_fmt(p['median_ms'])} | "
-                         f"{_fmt(p['p20_ms'])}–{_fmt(p['p80_ms'])} | {_fmt(p['tokens_per_s'], ',.0f')} | {_fmt(mem, '.2f', 'n/a')} |")
-        names = {"ours_distribution_vs_authors": ("ours-distribution vs authors (tokens/s)", ">= 2x"),
-                 "ours_sample_vs_hf_trainer": ("ours-sample vs hf-trainer (tokens/s)", ">= 1.2x"),
-                 "distribution_over_sample_step_time": ("distribution / sample step time", "<= 1.10")}
-        lines += ["", "| ratio | value | GPU target | met |", "|---|---|---|---|"]
-        for key, (label, target) in names.items():
-            met = r["targets_met"][key]
-            lines.append(f"| {label} | {_fmt(r['ratios'][key], '.2f')} | {target} | {'n/a' if met is None else ('yes' if met else 'NO')} |")
+            ms = p["ms_per_step"]
+            lines.append(f"| {name} | {p['precision']} | {p['loss']} | {p['head']} | {ms['median']:.1f} ({ms['min']:.1f}–{ms['max']:.1f}) "
+                         f"| {_fmt(p['tokens_per_s'], ',.0f')} | {_fmt(mem, '.2f', 'n/a')} |")
+        lines += ["", "| ratio (formed inside each repeat) | median (min–max over repeats) | GPU target | met |", "|---|---|---|---|"]
+        for key, (label, target) in RATIO_LABELS.items():
+            x, met = r["ratios"][key], r["targets_met"][key]
+            cell = "–" if x is None else f"{x['median']:.2f} ({x['min']:.2f}–{x['max']:.2f})"
+            lines.append(f"| {label} | {cell} | {target} | {'n/a' if met is None else ('yes' if met else 'NO')} |")
         lines.append("")
+        check = r.get("rerun_check")
+        if check and check["ratios"]:
+            verdicts = "; ".join(f"{RATIO_LABELS[k][0]} {c['now']:.2f} {'inside' if c['within_previous_spread'] else 'OUTSIDE'} "
+                                 f"{c['previous']['min']:.2f}–{c['previous']['max']:.2f}" for k, c in check["ratios"].items())
+            lines += [f"Rerun check against the previous report (commit `{check['previous_commit']}`, {check['previous_created']}"
+                      f"{'' if check['previous_was_result'] else ', itself not a result'}): {verdicts}.", ""]
+        lines += protocol_lines(Verdict(**v), m, r["protocol"]["interleaving"], s["repeats"])
         if r["device"] != "cuda":
-            lines += [f"CPU run: a tiny model on a few shared cores; these ratios say little about GPU throughput (no Triton kernel, "
-                      f"no bf16, no fused head; the dense target and the [B, T, V] logits weigh differently), and on a "
-                      f"shared machine they move by tens of percent from run to run. Peak memory: {r['peak_memory_note']}. "
+            lines += ["CPU run: a tiny model on a few cores; these ratios say little about GPU throughput (no Triton kernel, no "
+                      "bf16, no fused head; the dense target and the [B, T, V] logits weigh differently). On CPU our loss runs "
+                      "`kernels.sparse_topk_kl`'s CPU path, the hf-trainer `F.cross_entropy`; `--profile` prints where each "
+                      f"provider's step goes. Peak memory: {r['peak_memory_note']}. "
                       f"The GPU numbers: `{GPU_COMMAND}`.", ""]
     return "\n".join(lines)
 
@@ -390,20 +468,44 @@ def write_reports(report: dict, out: Path) -> Path:
     return path
 
 
+def profile(a: argparse.Namespace) -> None:
+    """One step of each provider (after the warmup) under torch.profiler: where the time goes."""
+    import torch
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    check_options(a)
+    device = torch.device(a.device)
+    fused = a.head == "fused" or (a.head == "auto" and device.type == "cuda")
+    cfg = t5_config(a.arch)
+    batch, dicts = synthetic_batch(a.batch, a.source_len, a.target_len, a.k, a.seed)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    for name in a.providers:
+        prof = torch_profile(activities=activities)
+        times = RUNNERS[name](cfg, batch, dicts, device, a.warmup + 1, a.seed, fused, name == "ours-distribution", lambda: prof)
+        sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        print(f"\n== {name}: step {a.warmup + 1} took {times[-1] * 1e3:.1f} ms (profiled; the profiler adds its own cost)")
+        print(prof.key_averages().table(sort_by=sort, row_limit=15))
+
+
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m harness.train.bench", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     ap.add_argument("--arch", choices=list(ARCHS), default="tiny", help="random-weight Flan-T5 architecture (tiny: harness.tiny_t5's)")
     ap.add_argument("--batch", type=int, help="examples per step (default: per arch)")
     ap.add_argument("--source-len", type=int, help="encoder tokens (default: per arch)")
     ap.add_argument("--target-len", type=int, help="target tokens incl. EOS (default: per arch)")
     ap.add_argument("--k", type=int, default=5, help="teacher top-k width")
-    ap.add_argument("--steps", type=int, help="timed steps (default 10; tiny 8)")
-    ap.add_argument("--warmup", type=int, help="untimed steps first (default 3; tiny 2)")
+    ap.add_argument("--steps", type=int, help="timed steps per provider and repeat (default 10; tiny 8)")
+    ap.add_argument("--warmup", type=int, help="untimed steps first, in every repeat (default 3; tiny 2)")
+    ap.add_argument("--repeats", type=int, help=f"repeats, provider order rotated each time (default {REPEATS})")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--head", choices=("auto", "fused", "logits"), default="auto", help="ours: auto = fused on CUDA, logits on CPU")
     ap.add_argument("--providers", type=lambda s: [x.strip() for x in s.split(",") if x.strip()], default=list(PROVIDERS),
                     help=f"comma-separated subset of {','.join(PROVIDERS)}")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-load", type=float, default=DEFAULT_MAX_LOAD, help=MAX_LOAD_HELP)
+    ap.add_argument("--allow-load", action="store_true", help=ALLOW_LOAD_HELP)
+    ap.add_argument("--profile", action="store_true", help="print a torch.profiler table of one step per provider; no report")
     ap.add_argument("--out", default="reports/train", help="report folder")
     return ap
 
@@ -412,19 +514,38 @@ def main(argv: list[str] | None = None) -> int:
     a = parser().parse_args(argv)
     b, s, t = ARCHS[a.arch][1]
     tiny = a.arch == "tiny"
-    for name, default in (("batch", b), ("source_len", s), ("target_len", t), ("steps", 8 if tiny else 10), ("warmup", 2 if tiny else 3)):
+    for name, default in (("batch", b), ("source_len", s), ("target_len", t), ("steps", 8 if tiny else 10),
+                          ("warmup", 2 if tiny else 3), ("repeats", REPEATS)):
         if getattr(a, name) is None:
             setattr(a, name, default)
+    out = Path(a.out)
     try:
+        if a.profile:
+            profile(a)
+            return 0
         report = bench(a)
-        path = write_reports(report, Path(a.out))
+        previous_path = out / f"bench-{report['device_slug']}.json"
+        previous = json.loads(previous_path.read_text()) if previous_path.is_file() else None
+        report["rerun_check"] = rerun_check(previous, report)
+        for name, p in report["providers"].items():
+            shown = (f"{p['ms_per_step']['median']:.1f} ms/step ({p['ms_per_step']['min']:.1f}–{p['ms_per_step']['max']:.1f}), "
+                     f"{p['tokens_per_s']:,.0f} tokens/s") if p["status"] == "ok" else p["status"]
+            print(f"bench: {name}: {shown}")
+        for key, x in report["ratios"].items():
+            if x:
+                print(f"bench: {key}: {x['median']:.2f} ({x['min']:.2f}–{x['max']:.2f} over {x['n']} repeats)")
+        for key, c in ((report["rerun_check"] or {}).get("ratios") or {}).items():
+            print(f"bench: rerun check {key}: {c['now']:.2f} {'inside' if c['within_previous_spread'] else 'OUTSIDE'} "
+                  f"the previous {c['previous']['min']:.2f}–{c['previous']['max']:.2f}")
+        verdict = Verdict(**report["verdict"])
+        print(f"bench: {verdict.load_text}")
+        if not verdict.write:
+            raise refuse(verdict)
+        path = write_reports(report, out)
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
-    for name, p in report["providers"].items():
-        shown = f"{p['median_ms']:.1f} ms/step, {p['tokens_per_s']:,.0f} tokens/s" if p["status"] == "ok" else p["status"]
-        print(f"bench: {name}: {shown}")
-    print(f"bench: wrote {path} and {Path(a.out) / 'README.md'}")
+    print(f"bench: wrote {path} and {out / 'README.md'}{'' if verdict.result else ' (labelled: measured under load, not a result)'}")
     return 0
 
 

@@ -17,6 +17,80 @@ def test_bench_result_has_the_promised_fields_and_oracle_equality(data_dir):
     assert result["projection"]["samples"] == 207_135 and result["projection"]["cores"] == 2
 
 
+def quiet_or_loaded(monkeypatch, other_per_read: float):
+    """align.bench's load meter on a fake 2-core machine: 1 s per reading, others `other_per_read` CPU s."""
+    from harness.align import bench
+    from harness.benchmarking import LoadMeter
+
+    ticks = iter(range(10**6))
+    state = {"other": 0.0}
+
+    def busy():
+        state["other"] += other_per_read
+        return state["other"]
+
+    monkeypatch.setattr(bench, "LoadMeter", lambda: LoadMeter(busy=busy, own=lambda: 0.0, clock=lambda: float(next(ticks)), cores=2))
+
+
+def test_bench_interleaves_repeats_and_reports_spreads(data_dir):
+    from harness.align.bench import ORACLE_PAIRS, run_bench
+
+    result = run_bench(n=6, oracle_n=3, repeats=3)
+    assert result["repeats"] == 3 and len(result["load_per_repeat"]) == 3
+    assert set(result["pairs_per_s"]) == {"oracle", "fast faithful (oracle's pairs)", "fast faithful", "exact",
+                                          "end-to-end faithful", "end-to-end exact", "authors-style"}
+    assert set(ORACLE_PAIRS) < set(result["pairs_per_s"])
+    for s in result["pairs_per_s"].values():
+        assert s["n"] == 3 and 0 < s["min"] <= s["median"] <= s["max"]
+    assert result["oracle_pairs_per_s"] == round(result["pairs_per_s"]["oracle"]["median"], 2)
+    assert result["speedups"]["faithful_vs_oracle"]["n"] == 3 and result["identical_to_oracle"] is True
+
+
+def test_report_written_on_a_quiet_machine(data_dir, tmp_path, monkeypatch, capsys):
+    from harness.align.bench import report
+
+    quiet_or_loaded(monkeypatch, 0.0)
+    json_path, md_path = report(n=6, oracle_n=3, runner_samples=0, repeats=2, out_dir=tmp_path)
+    result = json.loads(json_path.read_text())
+    assert result["verdict"]["result"] is True and result["load"]["other_cpu_s"] == 0.0
+    prov = result["provenance"]
+    assert prov["command"] == ("python -m harness align report --n 6 --seed 0 --oracle-n 3 --runner-samples 0 --repeats 2 "
+                               f"--runner-repeats 4 --max-load 0.05 --out-dir {tmp_path}")
+    assert prov["git_commit"] and prov["packages"]["numba"] and prov["inputs_sha256"]
+    md = md_path.read_text()
+    assert "Result: measured on a quiet machine" in md and prov["command"] in md and "| oracle | 3 |" in md
+    assert "pairs_per_s" in capsys.readouterr().out
+
+
+def test_report_refused_on_a_loaded_machine_unless_allowed(data_dir, tmp_path, monkeypatch, capsys):
+    import pytest
+    from typer.testing import CliRunner
+
+    from harness.align.bench import report
+    from harness.benchmarking import NotKept
+    from harness.cli import app
+
+    quiet_or_loaded(monkeypatch, 1.0)  # 50% of the machine
+    with pytest.raises(NotKept, match="50.0% of the machine"):
+        report(n=6, oracle_n=3, runner_samples=0, repeats=1, out_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+    assert "speedups" in capsys.readouterr().out  # the numbers were printed
+    args = ["align", "report", "--n", "6", "--oracle-n", "3", "--runner-samples", "0", "--repeats", "1", "--out-dir", str(tmp_path)]
+    result = CliRunner().invoke(app, args + ["--allow-load"])
+    assert result.exit_code == 0, result.output
+    assert "Measured under load, not a result" in (tmp_path / "alignment_stats.md").read_text()
+
+
+def test_measured_runner_alternates_modes(data_dir):
+    from harness.align.bench import measure_runner
+
+    out = measure_runner(n=12, workers=1, repeats=2)
+    assert out["repeats"] == 2
+    for mode in ("faithful", "exact"):
+        assert len(out[mode]["seconds"]) == 2 and out[mode]["samples_per_s"]["n"] == 2
+        assert out[mode]["projected_s_207135"] > 0
+
+
 def test_cli_bench_json(data_dir):
     from typer.testing import CliRunner
 
