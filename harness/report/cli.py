@@ -38,8 +38,10 @@ def validate(results: Path = typer.Argument(..., help="Results JSON to check aga
     from harness.report.results import load_results
 
     loaded = load_results(results)
+    extra = (f"; schema 2: {len(loaded.losses)} loss points, {len(loaded.not_run)} rows not run, "
+             f"{len(loaded.teacher_data)} teacher data entries" if loaded.schema >= 2 else "; schema 1")
     print(f"{results}: {loaded.table}, {loaded.profile} profile: {len(loaded.cells)} cells, "
-          f"{len(loaded.curves)} curve points, {len(loaded.fig4)} Fig. 4 points")
+          f"{len(loaded.curves)} curve points, {len(loaded.fig4)} Fig. 4 points{extra}")
 
 
 @app.command("teacher-row")

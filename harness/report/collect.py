@@ -2,8 +2,10 @@
 
 `cell_from_summary(summary, "table1", "flan-t5-xl specialized", "gsm8k")` reads the number the
 paper cell's protocol names (task, rule, aggregate) out of a run's `summary.json`, with the item
-counts behind it, and returns the results-file cell; `write_results` checks a whole file against
-the schema before writing it.
+counts behind it, and returns the results-file cell (with the schema-2 fields when given:
+selection, precision, launcher, teacher, and for ASDiv/SVAMP the test-minus-dev value read by
+`clean_from_summary` from a `--split-mode clean` run); `write_results` checks a whole file
+against the schema before writing it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from harness.data.bbh import TASKS as BBH_TASKS, task_group
 from harness.errors import DataError, UsageError
 from harness.records import atomic_write
 from harness.report.paper import Paper, load_paper
-from harness.report.results import SCHEMA, parse_results
+from harness.report.results import CELL_KEYS, CLEAN_CELLS, SCHEMA, TOP_KEYS, parse_results
 
 BBH_PROTOCOLS = ("bbh_cot_spec", "bbh_ao_spec_faithful", "bbh_ao_spec")
 MAS_SETS = ("multiarith", "asdiv", "svamp")
@@ -67,8 +69,15 @@ def value_from_summary(summary: dict | str | Path, task: str, rule: str, aggrega
 
 
 def cell_from_summary(summary: dict | str | Path, table: str, row: str, column: str, paper: Paper | None = None,
-                      selection: str | None = None) -> dict:
-    """The results-file cell for one paper cell, measured with that cell's protocol."""
+                      selection: str | None = None, *, chosen: dict | None = None, precision: str | None = None,
+                      launcher: str | None = None, teacher: str | None = None,
+                      clean_summary: dict | str | Path | None = None) -> dict:
+    """The results-file cell for one paper cell, measured with that cell's protocol.
+
+    `selection`: the dev set that chose the checkpoint as the protocol names it (gsm8k_dev, mas_dev);
+    `chosen`: the schema-2 record of that choice, {"rule", "checkpoint", "candidates"};
+    `clean_summary`: the summary of the same model run with `--split-mode clean` (ASDiv, SVAMP).
+    Schema-2 fields left as None are not written."""
     paper = paper or load_paper()
     data, _ = _summary(summary)
     protocol = paper.cell(table, row, column).protocol
@@ -85,13 +94,35 @@ def cell_from_summary(summary: dict | str | Path, table: str, row: str, column: 
         spec["limit"] = int(limit) if limit >= 1 else max(n)
     if subtasks is not None and subtasks < len(BBH_TASKS):
         spec["subtasks"] = subtasks
-    return {"table": table, "row": row, "column": column, "value": value, "n": n[0] if len(n) == 1 else n,
+    cell = {"table": table, "row": row, "column": column, "value": value, "n": n[0] if len(n) == 1 else n,
             "protocol": spec, "run": str(data.get("output_dir", "")), "model": data.get("model")}
+    extra = {"selection": chosen, "precision": precision, "launcher": launcher, "teacher": teacher,
+             "clean": None if clean_summary is None else clean_from_summary(clean_summary, table, column, paper)}
+    cell.update({k: v for k, v in extra.items() if v is not None})
+    return cell
+
+
+def clean_from_summary(summary: dict | str | Path, table: str, column: str, paper: Paper | None = None) -> dict:
+    """{"value", "n"} of an ASDiv/SVAMP test cell from a run made with `--split-mode clean`: the test
+    set minus its 300-item dev split (and minus questions also in GSM8K train or a prompt)."""
+    if (table, column) not in CLEAN_CELLS:
+        raise UsageError(f"{table}/{column}: only {', '.join(f'{t}/{c}' for t, c in CLEAN_CELLS)} have a test-minus-dev value")
+    paper = paper or load_paper()
+    data, where = _summary(summary)
+    mode = ((data.get("manifest") or {}).get("config") or {}).get("split_mode")
+    if mode != "clean":
+        raise DataError(f"{where}: split_mode is {mode!r}; the test-minus-dev value comes from a run with --split-mode clean")
+    protocol = next(c.protocol for c in paper.table(table) if c.column == column and c.protocol and c.protocol.task)
+    value, n, _ = value_from_summary(data, protocol.task, protocol.rule, protocol.aggregate)
+    return {"value": value, "n": n}
 
 
 def write_results(path: str | Path, table: str, profile: str, cells: list[dict], **rest) -> Path:
-    """Check and write a results file (`rest`: curves, fig4, provenance, seeds, tolerance, notes, title)."""
-    data = {"schema": SCHEMA, "table": table, "profile": profile, "cells": cells, **rest}
+    """Check and write a results file (`rest`: curves, fig4, provenance, seeds, tolerance, notes, title,
+    not_run, losses). The file says the oldest schema that holds its content (1 unless a schema-2
+    field is used), so renderers that read only schema 1 still read what they can."""
+    newer = set(rest) - set(TOP_KEYS) or any(set(c) - set(CELL_KEYS) for c in cells) or "teacher_data" in (rest.get("provenance") or {})
+    data = {"schema": SCHEMA if newer else 1, "table": table, "profile": profile, "cells": cells, **rest}
     parse_results(data, path)  # the same checks the renderer makes, before anything is written
     with atomic_write(path) as handle:
         json.dump(data, handle, indent=1)

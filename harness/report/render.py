@@ -2,8 +2,10 @@
 
 Writes `<table>.md` (figures as PNG files beside it), `<table>.html` (self-contained) and
 `<table>.comparison.json` (the verdicts, for CI to diff) into `out_dir`, usually
-`reports/<table>/<profile>/`. Sections: the cells against the paper with tolerance and verdict,
-the teacher row (Table 1), the claims, the figures, provenance, and what could not be verified.
+`reports/<table>/<profile>/`. Sections: the cells against the paper with tolerance and verdict
+(each with its checkpoint selection and every setting that differs from the paper's; rows that
+did not run, with the reason), the teacher row (Table 1), the teacher data, the claims, the
+figures that have data, provenance, and what could not be verified.
 """
 
 from __future__ import annotations
@@ -16,16 +18,18 @@ from pathlib import Path
 from harness.errors import DataError
 from harness.manifest import git_commit, package_versions
 from harness.records import atomic_write
+from harness.report.cell_setup import CellSetup, cell_setup, trained
 from harness.report.claims import CONTRADICTED, VERIFIED, ClaimResult, evaluate_all
 from harness.report.compare import FAIL, NOT_RUN, PASS, QUOTED, CellComparison, compare, tolerance_for
 from harness.report.document import Block, Bullets, Heading, Image, Para, Table, to_html, to_markdown
-from harness.report.figures import all_figures
-from harness.report.paper import PAPER_PATH, TABLE_COLUMNS, TABLE_ROWS, Paper, load_paper
+from harness.report.figures import figures as draw_figures
+from harness.report.paper import PAPER_PATH, TABLE_COLUMNS, TABLE_ROWS, Paper, cell_key, load_paper
 from harness.report.provenance import missing_fields
-from harness.report.results import Results, load_results
+from harness.report.results import CLEAN_CELLS, FIGURE_TABLES, Results, load_results
+from harness.report.teacher_data import teacher_data_section
 from harness.report.teacher_row import ROW as TEACHER, WHY, TeacherColumn, teacher_row
 
-NAMES = {"table1": "Table 1", "table2": "Table 2", "table3": "Table 3", "figures": "Figures 2-4"}
+NAMES = {"table1": "Table 1", "table2": "Table 2", "table3": "Table 3", "figures": "Figures 2-4", "fig3": "Fig. 3", "fig4": "Fig. 4"}
 MARK = {PASS: "✔ pass", FAIL: "✘ FAIL"}
 CLAIM_MARK = {VERIFIED: "✔ verified", CONTRADICTED: "✘ contradicted"}
 CPU_NOTE = ("PIPELINE CHECK, NOT RESULTS. The cpu profile runs tiny local models on small data slices so that the whole "
@@ -90,37 +94,80 @@ def protocols_section(comps: list[CellComparison]) -> list[Block]:
             Table(["protocol", "task", "split", "prompt", "rule", "aggregate", "evidence"], rows)] if rows else []
 
 
-def cells_section(paper: Paper, results: Results, comps: list[CellComparison]) -> list[Block]:
+def _letters(i: int) -> str:
+    """a, b, …, z, aa, ab, …: the marks that tie grid cells to their setup."""
+    return _letters(i // 26 - 1) + chr(97 + i % 26) if i >= 26 else chr(97 + i)
+
+
+def setups(paper: Paper, results: Results, comps: list[CellComparison]) -> dict[str, CellSetup]:
+    """Cell key -> its setup phrases, for every measured cell."""
+    return {c.key: cell_setup(c.ours, c.paper, results.teacher_data) for c in comps if c.ours is not None}
+
+
+def _clean(comp: CellComparison) -> str:
+    clean = comp.ours.clean if comp.ours is not None else None
+    if clean is None:
+        return ""
+    return f"{clean.value:.2f} (n {sum(clean.n):,})"
+
+
+def cells_section(paper: Paper, results: Results, comps: list[CellComparison], setup: dict[str, CellSetup]) -> list[Block]:
     table = results.table
+    marks: dict[str, str] = {}
+    for c in comps:
+        text = setup[c.key].text if c.key in setup else ""
+        if text and text not in marks:
+            marks[text] = _letters(len(marks))
     grid = []
     for row in TABLE_ROWS[table]:
-        line = [row]
+        stopped = results.not_run_of(table, row)
+        line = [row + "".join(f" — not run ({r.stage}): {r.reason}" for r in stopped)]
         for column in TABLE_COLUMNS[table]:
             c = next(x for x in comps if x.row == row and x.column == column)
             paper_text = _printed(c.paper.value)
+            if c.ours is None and stopped:
+                line.append(f"not run ({paper_text})")
+                continue
             ours = "" if c.ours is None else f"{c.ours.value:.1f} "
-            line.append(f"{ours}({paper_text})" + (" ✔" if c.verdict == PASS else " ✘" if c.verdict == FAIL else ""))
+            text = f"{ours}({paper_text})" + (" ✔" if c.verdict == PASS else " ✘" if c.verdict == FAIL else "")
+            if c.ours is not None and c.ours.clean is not None:
+                text += f" · clean {c.ours.clean.value:.1f}"
+            mark = marks.get(setup[c.key].text) if c.key in setup else None
+            line.append(text + (f" [{mark}]" if mark else ""))
         grid.append(line)
     shown = [c for c in comps if c.ours is not None]  # cells not run are listed under "What could not be verified"
     rows = [[c.row, c.column, _fmt(c.ours.value if c.ours else None), _n(c), _printed(c.paper.value),
-             _signed(c.delta), "" if c.tolerance is None else f"±{c.tolerance:.2f}", MARK.get(c.verdict, c.verdict), _protocol(c),
+             _signed(c.delta), "" if c.tolerance is None else f"±{c.tolerance:.2f}", MARK.get(c.verdict, c.verdict), _clean(c),
+             _protocol(c), f"[{marks[setup[c.key].text]}]" if c.key in setup and setup[c.key].text else "",
              c.ours.run if c.ours else ""] for c in shown]
     tol = tolerance_for(results)
     counts = {v: sum(c.verdict == v for c in comps) for v in (PASS, FAIL, NOT_RUN)}
-    return [
+    blocks: list[Block] = [
         Heading(f"{NAMES[table]}: ours (paper)"),
         Para(paper.captions[table], "note"),
         Table(["model", *TABLE_COLUMNS[table]], grid),
+    ]
+    if marks:
+        blocks += [Para("How the marked cells were produced (the mark is also in each cell's `setup` below): the checkpoint selection (rule, among how many evaluated checkpoints) "
+                        "and every setting that differs from the paper's setup (the authors ran fp32, one python process per run, "
+                        "code-davinci-002 teacher data through their own pipeline)."),
+                   Bullets([f"[{mark}] {text}" for text, mark in marks.items()])]
+    if any(c.ours is not None and c.ours.clean is not None for c in comps):
+        blocks.append(Para("`clean`: the same model scored on the test set minus its 300-item dev split (the items M-A-S dev "
+                           "selects on; `--split-mode clean` also drops questions found in GSM8K train or a prompt). The value "
+                           "before it scores all items, as the paper did, and is the one compared with the paper."))
+    blocks += [
         Heading("Cells: value, delta, tolerance, verdict, protocol"),
         Para(f"{counts[PASS]} pass, {counts[FAIL]} fail, {counts[NOT_RUN]} not run. Values are accuracy in percent; delta = ours - paper. "
              f"Tolerance = max(z x SE, floor) + r with z = {tol.z:g}, floor = {tol.floor:g} points, SE the binomial standard error "
              "of an accuracy equal to the paper's over our n items (n_eff for an unweighted mean of several sets), and r half a unit "
              "of the paper's last printed digit (docs/reports.md). A pass means consistent with the paper within our evaluation's "
              "sampling noise."),
-        Table(["model", "column", "ours", "n", "paper", "delta", "tolerance", "Result", "protocol", "run"], rows,
+        Table(["model", "column", "ours", "n", "paper", "delta", "tolerance", "Result", "clean: test − dev", "protocol", "setup", "run"], rows,
               [c.verdict if c.verdict in (PASS, FAIL) else "" for c in shown]),
         *protocols_section(comps),
     ]
+    return blocks
 
 
 def teacher_section(columns: list[TeacherColumn], paper: Paper) -> list[Block]:
@@ -144,14 +191,27 @@ def teacher_section(columns: list[TeacherColumn], paper: Paper) -> list[Block]:
     ]
 
 
+def not_run_keys(results: Results) -> dict[str, str]:
+    """Cell key -> why its row did not run, for every column of each row in `not_run`."""
+    out = {}
+    for r in results.not_run:
+        if r.table not in FIGURE_TABLES:
+            for column in TABLE_COLUMNS[r.table]:
+                out.setdefault(cell_key(r.table, r.row, column), f"{r.stage}: {r.reason}")
+    return out
+
+
 def claims_section(results: Results, claims: list[ClaimResult]) -> list[Block]:
     if not claims:
         return []
+    stopped = not_run_keys(results)
     rows = [[CLAIM_MARK.get(r.status, r.status), r.claim.text, r.claim.where, r.in_paper, r.reason] for r in claims]
     details = []
     for r in claims:
         checks = [f"{x.status}: {x.check.label}" + (f" (estimate {x.estimate:+.2f}, margin ±{x.margin:.2f})" if x.estimate is not None else "")
-                  + (f"; missing {', '.join(f'`{k}`' for k in x.missing)}" if x.missing else "") for x in r.checks]
+                  + (f"; missing {', '.join(f'`{k}`' for k in x.missing)}" if x.missing else "")
+                  + "".join(f" (row not run, {why})" for why in dict.fromkeys(stopped[k] for k in x.missing if k in stopped))
+                  for x in r.checks]
         details.append(f"**{r.claim.id}** ({r.status}): " + ("; ".join(checks) if checks else r.reason)
                        + (f". Cells: {', '.join(f'`{k}`' for k in r.cells)}" if r.cells else ""))
     blocks: list[Block] = [Heading("Claims")]
@@ -178,7 +238,8 @@ def provenance_section(results: Results) -> list[Block]:
             ["created", str(p.get("created", "not given"))], ["data directory", str(p.get("data_dir", "not given"))],
             ["seeds", ", ".join(f"{k}={v}" for k, v in results.seeds.items()) or "not given"]]
     rows += [[k, json.dumps(v) if not isinstance(v, str) else v] for k, v in p.items()
-             if k not in ("git_commit", "container", "device", "python", "created", "data_dir", "packages", "data_sha256", "tasks")]
+             if k not in ("git_commit", "container", "device", "python", "created", "data_dir", "packages", "data_sha256", "tasks",
+                          "teacher_data")]
     blocks: list[Block] = [Heading("Provenance"), Table(["field", "value"], rows)]
     if p.get("packages"):
         blocks += [Heading("Packages", 3), Table(["package", "version"], [[k, str(v)] for k, v in sorted(p["packages"].items())])]
@@ -193,8 +254,48 @@ def provenance_section(results: Results) -> list[Block]:
     return blocks
 
 
+def _setup_items(results: Results, comps: list[CellComparison], setup: dict[str, CellSetup]) -> list[str]:
+    """Settings that differ from the paper's, grouped; what a schema-2 file should record but does not."""
+    items = []
+    differs: dict[str, list[str]] = {}
+    for key, s in setup.items():
+        for d in s.differences:
+            differs.setdefault(d, []).append(key)
+    items += [f"Setup differs from the paper's, {d}: {_cells_by_row(keys)}." for d, keys in differs.items()]
+    measured = [c for c in comps if c.ours is not None and c.ours.source == "results"]
+    if results.schema < 2:
+        if measured:
+            items.append("Schema-1 results file: it records no checkpoint selection, precision, launcher, teacher data or "
+                         "test-minus-dev values, and no training losses (Fig. 3 B).")
+        return items
+    checks = (
+        ("Checkpoint selection not recorded", lambda c: trained(c.table, c.row, c.column) and c.ours.selection is None),
+        ("Number of candidate checkpoints not recorded", lambda c: c.ours.selection is not None and c.ours.selection.rule in ("gsm8k-dev", "mas-dev")
+         and c.ours.selection.candidates is None),
+        ("Teacher data not recorded", lambda c: trained(c.table, c.row, c.column) and c.ours.teacher is None),
+        ("Precision not recorded", lambda c: c.ours.precision is None),
+        ("Launcher not recorded", lambda c: c.ours.launcher is None),
+        ("No test-minus-dev (clean) value", lambda c: (c.table, c.column) in CLEAN_CELLS and c.ours.clean is None),
+    )
+    for label, test in checks:
+        keys = [c.key for c in measured if test(c)]
+        if keys:
+            items.append(f"{label}: {_cells_by_row(keys)}.")
+    return items
+
+
+def _cells_by_row(keys: list[str]) -> str:
+    """Cell keys as `row (col, col)`, a row whose every column is named as `row (all columns)`."""
+    rows: dict[tuple[str, str], list[str]] = {}
+    for key in keys:
+        table, row, column = key.split("/")
+        rows.setdefault((table, row), []).append(column)
+    return "; ".join(f"{row} ({'all columns' if len(cols) == len(TABLE_COLUMNS[table]) else ', '.join(cols)})"
+                     for (table, row), cols in rows.items())
+
+
 def unverifiable_section(paper: Paper, results: Results, comps: list[CellComparison], claims: list[ClaimResult],
-                         figures_missing: list[str], teacher_error: str | None) -> list[Block]:
+                         figures_missing: list[str], teacher_error: str | None, setup: dict[str, CellSetup] | None = None) -> list[Block]:
     items = []
     if results.profile == "cpu":
         items.append("Everything: this is the cpu profile, a pipeline check with tiny models; no number in it bears on the paper.")
@@ -204,11 +305,19 @@ def unverifiable_section(paper: Paper, results: Results, comps: list[CellCompari
         target = not_run if c.verdict == NOT_RUN else quoted if c.verdict == QUOTED else None
         if target is not None:
             target.setdefault(c.row, []).append(c.column)
-    items += [f"Not in the results: {row} ({', '.join(cols)})." for row, cols in not_run.items()]
+    for row, cols in not_run.items():
+        stopped = results.not_run_of(results.table, row)
+        if stopped:
+            items += [f"Not run: {row} ({', '.join(cols)}), stage {r.stage}: {r.reason}" for r in stopped]
+        else:
+            items.append(f"Not in the results: {row} ({', '.join(cols)}).")
+    items += [f"Not run ({NAMES[r.table]}): {r.row}, stage {r.stage}: {r.reason}" for r in results.not_run
+              if r.table != results.table and r.table not in FIGURE_TABLES]
     if quoted:
         items.append("Quoted by the paper from other work, reproduced by nothing here: "
                      + "; ".join(f"{row} ({', '.join(cols)})" for row, cols in quoted.items()) + ".")
     items += [f"Protocol differs for {c.key}: " + "; ".join(c.protocol_differences) + "." for c in comps if c.protocol_differences]
+    items += _setup_items(results, comps, setup or {})
     if teacher_error:
         items.append(f"Teacher row not recomputed: {teacher_error}")
     seen = set()
@@ -219,11 +328,25 @@ def unverifiable_section(paper: Paper, results: Results, comps: list[CellCompari
             items += [f"Protocol `{p.id}` caveat: {note}" for note in p.notes]
     items += [f"Claim not verified ({r.claim.id}): {r.reason}." for r in claims if r.status not in (VERIFIED, CONTRADICTED)]
     items += figures_missing
+    if results.losses:
+        items.append("Fig. 3 B (\"distribution matching gives faster and lower loss convergence\"): drawn, not judged: a training "
+                     "loss has no sampling-error model here, and the two losses measure different things (KL to the teacher's "
+                     "top-k vs cross-entropy of the teacher's text).")
     items += [f"Fig. {name.removeprefix('fig')}: {s}" for name, f in paper.figures.items() for s in f.get("stated_in_text", [])]
     missing = missing_fields(results.provenance)
     if missing:
         items.append("Provenance not given in the results file: " + ", ".join(missing) + ".")
     return [Heading("What could not be verified"), Bullets(items or ["Nothing: every cell was measured with the paper's protocol."])]
+
+
+def _warnings(results: Results, comps: list[CellComparison]) -> list[Block]:
+    """Loud notes at the top: a results file whose specialized cells come from a pipeline-check teacher."""
+    used = {c.ours.teacher for c in comps if c.ours is not None and c.ours.teacher}
+    checks = [k for k, t in results.teacher_data.items() if t.kind == "pipeline-check" and (k in used or not comps)]
+    if not checks or results.profile == "cpu":
+        return []
+    return [Para(f"PIPELINE-CHECK TEACHER: the training data `{'`, `'.join(checks)}` came from a teacher with random or barely "
+                 "trained weights. Specialized cells trained on it are not results, whatever their verdicts say.", "warning")]
 
 
 def build(paper: Paper, results: Results, teacher: list[TeacherColumn] | None, teacher_error: str | None = None):
@@ -233,35 +356,54 @@ def build(paper: Paper, results: Results, teacher: list[TeacherColumn] | None, t
         results = dataclasses.replace(results, cells=results.cells + [c.cell() for c in teacher if c.cell().key not in present])
     comps = compare(paper, results, results.table) if results.table != "figures" else []
     claims = evaluate_all(paper, results, tolerance_for(results).z)
-    figures = all_figures(paper, results)
+    figures, missing = draw_figures(paper, results)
+    setup = setups(paper, results, comps)
     blocks: list[Block] = []
     if results.profile == "cpu":
         blocks.append(Para(CPU_NOTE, "warning"))
+    blocks += _warnings(results, comps)
     blocks.append(Para(f"Paper: {paper.citation()} Published numbers: `reports/paper/{paper.path.name}`."))
     blocks += [Para(n, "note") for n in results.notes]
     if comps:
-        blocks += cells_section(paper, results, comps)
+        blocks += cells_section(paper, results, comps, setup)
     if teacher and results.table == "table1":
         blocks += teacher_section(teacher, paper)
+    blocks += teacher_data_section(results, comps)
     blocks += claims_section(results, claims)
     blocks.append(Heading("Figures"))
     blocks += [Image(f.name, f.caption, f.png) for f in figures]
-    missing = [f"{f.caption.split(':')[0]}: no data in the results; the image shows the paper's numbers only or an empty panel."
-               for f in figures if not f.has_data]
+    if missing:
+        blocks += [Para("Not drawn, or drawn in part (a figure shows only what the results hold):"), Bullets(missing)]
     blocks += provenance_section(results)
-    blocks += unverifiable_section(paper, results, comps, claims, missing, teacher_error)
+    blocks += unverifiable_section(paper, results, comps, claims, missing, teacher_error, setup)
     return report_title(results), blocks, figures, comps, claims
 
 
+def _cell_json(c: CellComparison, stopped: dict[str, str]) -> dict:
+    out = {"key": c.key, "row": c.row, "column": c.column, "ours": c.ours.value if c.ours else None,
+           "n": list(c.ours.n) if c.ours else None, "paper": c.paper.value, "delta": c.delta, "tolerance": c.tolerance,
+           "verdict": c.verdict, "protocol_differences": list(c.protocol_differences)}
+    if c.ours is not None:
+        o = c.ours
+        out.update({"selection": dataclasses.asdict(o.selection) if o.selection else None, "precision": o.precision,
+                    "launcher": o.launcher, "teacher": o.teacher,
+                    "clean": {"value": o.clean.value, "n": list(o.clean.n)} if o.clean else None})
+    elif c.key in stopped:
+        out["not_run"] = stopped[c.key]
+    return out
+
+
 def comparison_json(results: Results, comps: list[CellComparison], claims: list[ClaimResult], teacher: list[TeacherColumn] | None) -> dict:
+    stopped = not_run_keys(results)
     return {
-        "table": results.table, "profile": results.profile, "results": str(results.path),
-        "cells": [{"key": c.key, "row": c.row, "column": c.column, "ours": c.ours.value if c.ours else None,
-                   "n": list(c.ours.n) if c.ours else None, "paper": c.paper.value, "delta": c.delta, "tolerance": c.tolerance,
-                   "verdict": c.verdict, "protocol_differences": list(c.protocol_differences)} for c in comps],
+        "table": results.table, "profile": results.profile, "results": str(results.path), "schema": results.schema,
+        "cells": [_cell_json(c, stopped) for c in comps],
+        "not_run": [dataclasses.asdict(r) for r in results.not_run],
         "claims": [{"id": r.claim.id, "text": r.claim.text, "status": r.status, "in_paper": r.in_paper, "reason": r.reason,
                     "cells": r.cells} for r in claims],
         "teacher_row": [{"column": t.column, "items": t.items, "mean_23": t.mean_23, "mean_27": t.mean_27} for t in teacher or []],
+        "teacher_data": {k: {"kind": t.kind, "model": t.model, "setting": t.setting, "content": t.content}
+                         for k, t in results.teacher_data.items()},
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -62,3 +63,34 @@ def write_results(tmp_path: Path):
         return path
 
     return write
+
+
+AUTHORS = {"kind": "authors-pickles", "model": "code-davinci-002", "tokenizer": "t5 pieces", "sampling": None,
+           "stats": {"records": {"in_context_cot": 120, "zero_shot_cot": 120}}, "content": "0123456789abcdef",
+           "files": {"in_context_chain_of_thought.pkl": {"sha256": "a1" * 32, "bytes": 1000, "records": 120},
+                     "zero_shot_chain_of_thought.pkl": {"sha256": "b2" * 32, "bytes": 900, "records": 120}},
+           "setting": "faithful"}
+STORE = {"kind": "teacher-store", "model": "Qwen/Qwen2.5-7B-Instruct", "tokenizer": "hf:Qwen/Qwen2.5-7B-Instruct",
+         "sampling": {"n": 40, "temperature": 0.5, "max_tokens": 256, "top_k": 5, "backend": "openai"},
+         "stats": {"questions": 7473, "first_sample_accuracy": {"corrected": 0.81, "faithful": 0.8}}, "content": "fedcba9876543210",
+         "files": None, "setting": "corrected"}
+
+
+def schema2(data: dict, precision: str = "bf16", launcher: str = "accelerate launch: 8 processes, fsdp") -> dict:
+    """A schema-1 results dict grown to schema 2: every specialized cell selected on M-A-S dev
+    among 13 checkpoints, trained on the authors' pickles; ASDiv/SVAMP cells with a clean value;
+    losses for the two Fig. 3 runs; one Table 1 row not run."""
+    data = {**copy.deepcopy(data), "schema": 2}
+    data["provenance"] = {**data.get("provenance", {}), "teacher_data": copy.deepcopy({"authors": AUTHORS, "qwen": STORE})}
+    for cell in data["cells"]:
+        specialized = cell["table"] == "table1" and cell["row"].endswith(" specialized")
+        cell["precision"], cell["launcher"] = (precision, launcher) if specialized else ("fp32", "python, 1 process")
+        if specialized:
+            cell["selection"] = {"rule": "mas-dev", "checkpoint": "runs/train/x/checkpoints/iter_60000", "candidates": 13}
+            cell["teacher"] = "authors"
+        if cell["table"] == "table1" and cell["column"] in ("asdiv", "svamp"):
+            cell["clean"] = {"value": round(cell["value"] - 1.0, 4), "n": [cell["n"] - 300]}
+    data["losses"] = [{"run": f"runs/train/xl-{m}", "model": "flan-t5-xl", "matching": m, "examples": 32 * step, "step": step,
+                       "loss": (1.0 if m == "distribution" else 2.0) / (1 + step / 10)} for m in ("distribution", "sample") for step in range(0, 50, 5)]
+    data["not_run"] = []
+    return data

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import results_dict
+from conftest import results_dict, schema2
 
 from harness.report import render_report
 
@@ -62,3 +62,31 @@ def test_report_renders_in_headless_chromium(tmp_path):
     for image in seen["images"]:
         assert image["complete"] and image["w"] >= 800 and image["h"] >= 300, image  # 9-10 in wide at 100 dpi
     assert dom.count("<tr") > 60 and "Teacher row" not in dom  # rendered without the teacher row here
+
+
+def test_schema2_report_renders_in_headless_chromium(tmp_path):
+    """Rows not run, setup marks, the teacher data tables and only the figures that have data."""
+    browser = _browser()
+    data = schema2(results_dict("table1"))
+    data["cells"] = [c for c in data["cells"] if c["row"] != "flan-t5-xxl specialized"]
+    data["not_run"] = [{"table": "table1", "row": "flan-t5-xxl specialized", "stage": "plan", "reason": "needs 8 GPUs of 80 GB"}]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    render_report(path, tmp_path / "out", teacher=False)
+    page = (tmp_path / "out" / "table1.html").read_text(encoding="utf-8")
+    probed = tmp_path / "probed.html"
+    probed.write_text(page.replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+               f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", probed.as_uri()]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr[-2000:]
+    match = re.search(r'<pre id="probe">(.*?)</pre>', done.stdout, re.S)
+    assert match, f"the probe did not run; DOM starts: {done.stdout[:300]!r}"
+    seen = json.loads(match.group(1).replace("&amp;", "&"))
+    assert seen["tables"] == page.count("<table>") >= 10
+    assert len(seen["images"]) == 2  # Figs. 3 and 4; no Table 2 cells, so no Fig. 2
+    for image in seen["images"]:
+        assert image["complete"] and image["w"] >= 800 and image["h"] >= 300, image
+    dom = done.stdout
+    assert "not run (27.1)" in dom and "needs 8 GPUs of 80 GB" in dom and "Teacher data" in dom
+    assert "of 13 evaluated checkpoints" in dom and "bf16 (the authors: fp32)" in dom

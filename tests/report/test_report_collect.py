@@ -8,7 +8,7 @@ import pytest
 
 from harness.data.bbh import TASKS
 from harness.errors import DataError, UsageError
-from harness.report.collect import cell_from_summary, value_from_summary, write_results
+from harness.report.collect import cell_from_summary, clean_from_summary, value_from_summary, write_results
 from harness.report.results import load_results
 
 
@@ -62,3 +62,43 @@ def test_write_results_checks_before_writing(tmp_path):
         write_results(tmp_path / "bad.json", "table1", "gpu", cells)
     assert not (tmp_path / "bad.json").exists()
     assert json.loads(path.read_text())["schema"] == 1
+
+
+def clean_summary(mode="clean") -> dict:
+    return {"tasks": {"asdiv_cot_spec": {"acc_faithful": 27.5, "n": 1990}, "svamp_cot_spec": {"acc_faithful": 22.0, "n": 690}},
+            "model": "ckpt/xl", "output_dir": "runs/eval/xl/clean", "manifest": {"config": {"limit": None, "split_mode": mode}}}
+
+
+def test_schema2_cell_fields():
+    data = summary()
+    data["tasks"]["asdiv_cot_spec"] = {"acc_faithful": 28.0, "n": 2305}
+    chosen = {"rule": "mas-dev", "checkpoint": "ckpt/xl", "candidates": 13}
+    cell = cell_from_summary(data, "table1", "flan-t5-xl specialized", "asdiv", chosen=chosen, precision="bf16",
+                             launcher="accelerate launch: 2 processes, ddp", teacher="authors", clean_summary=clean_summary())
+    assert cell["selection"] == chosen and (cell["precision"], cell["teacher"]) == ("bf16", "authors")
+    assert cell["clean"] == {"value": 27.5, "n": [1990]} and cell["value"] == 28.0 and cell["n"] == 2305
+    plain = cell_from_summary(summary(), "table1", "flan-t5-xl specialized", "gsm8k")
+    assert not {"selection", "precision", "launcher", "teacher", "clean"} & set(plain)  # unset: not written
+
+
+def test_clean_from_summary_checks_the_split_mode_and_the_column():
+    assert clean_from_summary(clean_summary(), "table1", "svamp") == {"value": 22.0, "n": [690]}
+    with pytest.raises(DataError, match="split_mode is 'faithful'; the test-minus-dev value comes from a run with --split-mode clean"):
+        clean_from_summary(clean_summary("faithful"), "table1", "asdiv")
+    with pytest.raises(UsageError, match="only table1/asdiv, table1/svamp have a test-minus-dev value"):
+        clean_from_summary(clean_summary(), "table1", "gsm8k")
+
+
+def test_write_results_says_the_oldest_schema_that_holds_the_content(tmp_path):
+    old = write_results(tmp_path / "old.json", "table1", "paper", [cell_from_summary(summary(), "table1", "flan-t5-xl specialized", "gsm8k")])
+    assert json.loads(old.read_text())["schema"] == 1
+    cell = cell_from_summary(summary(), "table1", "flan-t5-xl specialized", "gsm8k", precision="fp32")
+    new = write_results(tmp_path / "new.json", "table1", "paper", [cell])
+    assert json.loads(new.read_text())["schema"] == 2 and load_results(new).cells[0].precision == "fp32"
+    stopped = write_results(tmp_path / "stopped.json", "table1", "paper", [], not_run=[
+        {"table": "table1", "row": "flan-t5-xxl specialized", "stage": "train", "reason": "CUDA out of memory"}])
+    assert load_results(stopped).schema == 2 and load_results(stopped).not_run[0].stage == "train"
+    with pytest.raises(DataError, match="not_run\\[0\\].stage: 'oom' is not allowed"):
+        write_results(tmp_path / "bad.json", "table1", "paper", [], not_run=[
+            {"table": "table1", "row": "flan-t5-xxl specialized", "stage": "oom", "reason": "x"}])
+    assert not (tmp_path / "bad.json").exists()
