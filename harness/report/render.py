@@ -36,13 +36,17 @@ CPU_NOTE = ("PIPELINE CHECK, NOT RESULTS. The cpu profile runs tiny local models
             "chain (teacher, align, formats, train, eval, report) is exercised in minutes on a laptop. Its numbers say "
             "nothing about the paper; pass/fail marks and claim verdicts below only show that the comparison runs. "
             "The one exception is Table 1's teacher row, recomputed from recorded generations in every profile.")
+REHEARSAL_NOTE = ("PIPELINE CHECK, NOT RESULTS. The rehearsal profile runs the paper profile's own plan on CPU: tiny random "
+                  "models stand in under the real hub ids, training goes through the same launcher with 2 CPU processes, and "
+                  "sizes and limits are shrunk. It proves the paper path runs; its numbers say nothing about the paper.")
+PIPELINE_PROFILES = {"cpu": CPU_NOTE, "rehearsal": REHEARSAL_NOTE}  # profiles whose numbers are pipeline checks
 
 
 def report_title(results: Results) -> str:
     """CPU-profile titles say they are pipeline checks, whatever title the results file asks for."""
-    if results.profile == "cpu":
+    if results.profile in PIPELINE_PROFILES:
         base = results.title or f"{NAMES[results.table]} of Fu et al. (ICML 2023)"
-        return base if "pipeline check" in base.lower() else f"{base}: PIPELINE CHECK, not results (cpu profile)"
+        return base if "pipeline check" in base.lower() else f"{base}: PIPELINE CHECK, not results ({results.profile} profile)"
     return results.title or f"{NAMES[results.table]} of Fu et al. (ICML 2023): reproduction report, {results.profile} profile"
 
 
@@ -215,7 +219,7 @@ def claims_section(results: Results, claims: list[ClaimResult]) -> list[Block]:
         details.append(f"**{r.claim.id}** ({r.status}): " + ("; ".join(checks) if checks else r.reason)
                        + (f". Cells: {', '.join(f'`{k}`' for k in r.cells)}" if r.cells else ""))
     blocks: list[Block] = [Heading("Claims")]
-    if results.profile == "cpu":
+    if results.profile in PIPELINE_PROFILES:
         blocks.append(Para("Pipeline check: these verdicts come from tiny models and test the claim logic, not the paper.", "warning"))
     blocks += [
         Para("Each claim is a set of checks on our cells; a check holds when our difference is beyond z x its standard error in "
@@ -297,8 +301,8 @@ def _cells_by_row(keys: list[str]) -> str:
 def unverifiable_section(paper: Paper, results: Results, comps: list[CellComparison], claims: list[ClaimResult],
                          figures_missing: list[str], teacher_error: str | None, setup: dict[str, CellSetup] | None = None) -> list[Block]:
     items = []
-    if results.profile == "cpu":
-        items.append("Everything: this is the cpu profile, a pipeline check with tiny models; no number in it bears on the paper.")
+    if results.profile in PIPELINE_PROFILES:
+        items.append(f"Everything: this is the {results.profile} profile, a pipeline check with tiny models; no number in it bears on the paper.")
     not_run: dict[str, list[str]] = {}
     quoted: dict[str, list[str]] = {}
     for c in comps:
@@ -343,7 +347,7 @@ def _warnings(results: Results, comps: list[CellComparison]) -> list[Block]:
     """Loud notes at the top: a results file whose specialized cells come from a pipeline-check teacher."""
     used = {c.ours.teacher for c in comps if c.ours is not None and c.ours.teacher}
     checks = [k for k, t in results.teacher_data.items() if t.kind == "pipeline-check" and (k in used or not comps)]
-    if not checks or results.profile == "cpu":
+    if not checks or results.profile in PIPELINE_PROFILES:
         return []
     return [Para(f"PIPELINE-CHECK TEACHER: the training data `{'`, `'.join(checks)}` came from a teacher with random or barely "
                  "trained weights. Specialized cells trained on it are not results, whatever their verdicts say.", "warning")]
@@ -359,8 +363,8 @@ def build(paper: Paper, results: Results, teacher: list[TeacherColumn] | None, t
     figures, missing = draw_figures(paper, results)
     setup = setups(paper, results, comps)
     blocks: list[Block] = []
-    if results.profile == "cpu":
-        blocks.append(Para(CPU_NOTE, "warning"))
+    if results.profile in PIPELINE_PROFILES:
+        blocks.append(Para(PIPELINE_PROFILES[results.profile], "warning"))
     blocks += _warnings(results, comps)
     blocks.append(Para(f"Paper: {paper.citation()} Published numbers: `reports/paper/{paper.path.name}`."))
     blocks += [Para(n, "note") for n in results.notes]

@@ -23,7 +23,7 @@ from harness.report.paper import AGGREGATES, RULES, SELECTIONS, TABLE_COLUMNS, T
 
 SCHEMA = 2  # the newest; every schema in SCHEMAS is read
 SCHEMAS = (1, 2)
-PROFILES = ("cpu", "paper")
+PROFILES = ("cpu", "rehearsal", "paper")
 REPORT_TABLES = (*TABLES, "figures")  # "figures": a report with the figures and their claims only
 CURVE_TASKS = ("gsm8k", "mas", "bbh_ao", "bbh_cot")  # Fig. 3's accuracy lines
 MATCHING = ("distribution", "sample")

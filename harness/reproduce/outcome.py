@@ -18,6 +18,8 @@ from harness.reproduce.profiles import FIG4_TASKS
 from harness.reproduce.runner import StepFailed
 from harness.reproduce.steps import Model, Step
 
+TEACHER_KEY = "training data"  # the key of the teacher behind every trained cell, in provenance.teacher_data
+
 
 class Outcome(Plan):
     """The plan's results: resolving models, reading summaries into cells, writing the report."""
@@ -91,31 +93,23 @@ class Outcome(Plan):
             name = self.resolve(model)
         except StepFailed:
             return None
-        summary = self.summary_of(name, protocol.task, self._limit(protocol.task))
+        limit = self._limit(protocol.task)
+        summary = self.summary_of(name, protocol.task, limit)
         if summary is None:
             return None
-        selection = None
+        setup = {}
         if model.train_key is not None:
             choice = self.choose(self._run_of(model.train_key), model.rule)
-            selection = {"rule": model.rule, "checkpoint": choice.get("checkpoint"), "candidates": choice.get("candidates")}
+            step = next(s for s in self.steps() if s.key == model.train_key)
+            config = json.loads((step.output / "config.json").read_text()) if (step.output / "config.json").is_file() else {}
+            setup = {"chosen": {"rule": model.rule, "checkpoint": choice.get("checkpoint"), "candidates": choice.get("candidates") or None},
+                     "precision": config.get("precision"), "launcher": step.launch, "teacher": TEACHER_KEY}
+        clean = self.summary_of(name, protocol.task, limit, "clean") if table == "table1" and column in CLEAN_COLUMNS else None
         cell = cell_from_summary(summary, table, paper_row or row, column,
-                                 selection={"gsm8k-dev": "gsm8k_dev", "mas-dev": "mas_dev"}.get(model.rule) if model.rule else None)
+                                 selection={"gsm8k-dev": "gsm8k_dev", "mas-dev": "mas_dev"}.get(model.rule) if model.rule else None,
+                                 clean_summary=clean, **setup)
         cell["model"] = name
-        cell.update(self._cell_setup(row, model, selection))
-        if column in CLEAN_COLUMNS:
-            clean = self.summary_of(name, protocol.task, self._limit(protocol.task), "clean")
-            if clean is not None:
-                other = cell_from_summary(clean, table, paper_row or row, column)
-                cell["clean"] = {"value": other["value"], "n": other["n"] if isinstance(other["n"], list) else [other["n"]]}
         return cell
-
-    def _cell_setup(self, row: str, model: Model, selection: dict | None) -> dict:
-        """How a cell's model came to be: selection, precision, launcher, teacher data."""
-        if model.train_key is None:
-            return {"selection": None, "precision": None, "launcher": None, "teacher": None}
-        step = next(s for s in self.steps() if s.key == model.train_key)
-        config = json.loads((step.output / "config.json").read_text()) if (step.output / "config.json").is_file() else {}
-        return {"selection": selection, "precision": config.get("precision"), "launcher": step.launch, "teacher": "training data"}
 
     def cells(self) -> list[dict]:
         cells: list[dict] = []
@@ -187,27 +181,28 @@ class Outcome(Plan):
         return out
 
     def provenance_extra(self) -> dict[str, Any]:
-        """Which teacher made the training data: the store's model, settings, statistics and
-        content, or the authors' pickles with their sha256 and record counts."""
-        info: dict[str, Any] = {"setting": self.setting}
-        if self.authors_formats is not None:
-            stats_path = self.formats_dir / "stats.json"
-            stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
-            info.update(kind="authors-pickles", model="code-davinci-002", tokenizer="T5 (slow SentencePiece)", sampling=None,
-                        stats=stats.get("records"), content=None,
-                        files={name: {**meta, "records": None} for name, meta in ((stats.get("source") or {}).get("pickles") or {}).items()})
-        else:
-            store = self.work / "teacher"
-            settings = json.loads((store / "settings.json").read_text()).get("settings", {}) if (store / "settings.json").is_file() else {}
-            stats = json.loads((store / "stats.json").read_text()) if (store / "stats.json").is_file() else {}
-            manifest = json.loads((store / "manifest.json").read_text()) if (store / "manifest.json").is_file() else {}
-            teacher = settings.get("teacher") or {}
-            info.update(kind="pipeline-check" if stats.get("pipeline_check") else "teacher-store", model=teacher.get("model") or teacher.get("kind"),
-                        tokenizer=teacher.get("tokenizer"), sampling=settings.get("sampling"),
-                        stats={k: stats.get(k) for k in ("questions", "samples", "first_sample_accuracy", "majority_vote_accuracy", "last_run")
-                               if k in stats},
-                        content=manifest.get("content"), files=None)
-        return {"training data": info}
+        """Which teacher made the training data (harness.report.provenance reads the sealed store,
+        or the authors' import with each pickle's sha256 and record count)."""
+        from harness.errors import DataError
+        from harness.report.provenance import teacher_data_entry
+
+        folder = self.formats_dir if self.authors_formats is not None else self.work / "teacher"
+        try:
+            return {TEACHER_KEY: teacher_data_entry(folder, self.setting)}
+        except DataError:
+            return {}  # not made yet (the data step has not run, or failed): said by the rows not run
+
+    def not_run_rows(self) -> list[dict[str, str]]:
+        """The rows of the table each failed step took out, and the curves a given checkpoint has not."""
+        out = []
+        for row, info in self.not_run.items():
+            names = {"table1": [row, f"{row} specialized"], "table3": [f"{row} gsm8k-dev", f"{row} mas-dev"]}.get(self.table, [row])
+            table = "table2" if self.table == "figures" else self.table
+            out += [{"table": table, "row": name, "stage": info["stage"], "reason": info["reason"]} for name in names]
+        if self.table in ("table1", "figures"):
+            out += [{"table": "fig3", "row": row, "stage": "train", "reason": f"--checkpoint {path}: no training run behind it, so no curve"}
+                    for row, path in self.checkpoints.items() if row in self.rows()]
+        return out
 
     def write_report(self) -> list[Path]:
         from harness.report.collect import write_results
@@ -229,7 +224,7 @@ class Outcome(Plan):
         provenance["teacher_data"] = self.provenance_extra()
         results = self.work / f"{self.table}.results.json"
         write_results(results, self.table, self.p.name, cells, curves=curves, fig4=fig4, losses=losses,
-                      not_run=[{"table": self.table, "row": row, **info} for row, info in self.not_run.items()],
+                      not_run=self.not_run_rows(),
                       provenance=provenance, seeds=self.seeds(), notes=notes)
         return render_report(results, self.reports / self.table / self.p.name, data_root=self.data_dir)
 

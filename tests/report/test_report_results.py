@@ -41,7 +41,7 @@ CASES = [
     (lambda d: d.pop("schema"), "schema: missing"),
     (lambda d: d.update(schema=3), "schema: 3 is not supported"),
     (lambda d: d.update(table="table4"), "table: 'table4' is not allowed; choose one of: table1, table2, table3, figures"),
-    (lambda d: d.update(profile="gpu"), "profile: 'gpu' is not allowed; choose one of: cpu, paper"),
+    (lambda d: d.update(profile="gpu"), "profile: 'gpu' is not allowed; choose one of: cpu, rehearsal, paper"),
     (lambda d: d.update(cels=[]), "unknown field(s) 'cels'"),
     (lambda d: d["cells"][2].update(row="flan-t5-xxxl"), "cells[2].row: 'flan-t5-xxxl' is not allowed"),
     (lambda d: d["cells"][0].update(column="gsm8k_test"), "cells[0].column: 'gsm8k_test' is not allowed"),
