@@ -39,7 +39,7 @@ from harness.resume import claim
 
 from harness.teacher.base import Completion
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: `top_has_token`
 TARGETS = ("topk", "sampled", "onehot")
 FRAMINGS = ("none", "authors")
 DATA_DIR = "data"
@@ -52,7 +52,7 @@ _SHARD_NAME = re.compile(re.escape(SHARD_PREFIX) + r"(\d+)" + re.escape(SHARD_SU
 # pickles): exp(-1e4) == 0.0 exactly in float32 and float64, so the 0.0 comes back unchanged.
 ZERO_PROB_LOGPROB = -1e4
 
-_NULLABLE = {"raw_text", "token_ids", "top_ids", "finish_reason", "answer"}
+_NULLABLE = {"raw_text", "token_ids", "top_ids", "finish_reason", "answer", "top_has_token"}
 SCHEMA = pa.schema(
     [
         pa.field(name, type_, nullable=name in _NULLABLE)
@@ -78,6 +78,7 @@ SCHEMA = pa.schema(
             ("answer", pa.string()),
             ("correct", pa.bool_()),
             ("correct_faithful", pa.bool_()),
+            ("top_has_token", pa.bool_()),
         ]
     ],
     metadata={"harness.teacher_store.schema_version": SCHEMA_VERSION},
@@ -119,6 +120,7 @@ class TeacherRecord:
     answer: str | None
     correct: bool
     correct_faithful: bool
+    top_has_token: bool | None = None  # every top list holds its position's own token (None: not said)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -133,6 +135,8 @@ class TeacherRecord:
             return "question_id", "empty"
         if isinstance(self.sample_index, bool) or not isinstance(self.sample_index, int) or not 0 <= self.sample_index < 2**31:
             return "sample_index", f"{self.sample_index!r} is not an integer in [0, 2^31)"
+        if self.top_has_token is not None and not isinstance(self.top_has_token, bool):
+            return "top_has_token", f"{self.top_has_token!r} is not true, false or null"
         if self.targets not in TARGETS:
             return "targets", f"{self.targets!r} is not one of {', '.join(TARGETS)}"
         if self.framing not in FRAMINGS:
@@ -237,6 +241,7 @@ def record_from_completion(
         answer=answer,
         correct=correct,
         correct_faithful=faithful,
+        top_has_token=completion.top_has_token,
     )
 
 
