@@ -5,14 +5,14 @@ docs/teacher-servers.md): `transformers serve` drops `logprobs`, `top_logprobs`,
 without a word; llama-cpp-python ignores `n`, reads max_tokens=0 as "no limit", and echoes the
 prompt's log-probabilities without the generated token; a chat endpoint whose model has no chat
 template answers 500 to every request; and llama-cpp-python, for a model that adds no BOS token
-(GPT-2, and by its code any such GGUF), echoes each prompt position with the distribution *after* its token instead of
-before it, so scores come out one position late. So before its first real request the teacher
-sends one tiny request of the job's own kind (the job's parameters, a short prompt, 2 new tokens,
-n=2) through the job's own parsing and looks at the raw answer. Scoring sends two: a short text
-echoed with 1 new token, and the prompt alone with 1 new token, whose distribution must be the
-one the echo gives the text's first token. A capability the job needs and the server lacks stops
-the job there, in one line (`ServerCapabilityError`); the rest is a one-line summary the job
-prints and records in stats.json.
+(GPT-2, and by its code any such GGUF), gives each echoed prompt position the distribution
+*after* its token instead of before it, so scores come out one position late. So before its
+first real request the teacher sends one tiny request of the job's own kind (the job's
+parameters, a short prompt, 2 new tokens, n=2) through the job's own parsing and looks at the raw
+answer. Scoring sends two: a short text echoed with 1 new token, and the prompt alone with 1 new
+token, whose distribution must be the one the echo gives the text's first token. A capability
+the job needs and the server lacks stops the job there, in one line (`ServerCapabilityError`);
+the rest is a one-line summary the job prints and records in stats.json.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ Tokens are bytes. A few words split a multi-byte character over two tokens, so t
 partial UTF-8 in both server conventions: `byte_tokens="openai"` spells such a token
 "bytes:\\xc3" (legacy completions; chat gives the exact `bytes`), `"vllm"` spells it "\ufffd"
 (and chat `bytes` are those of "\ufffd"). `expected_sample` / `expected_score` give what the
-client must return, from the byte-level truth, independently of the client's code.
+client must return, from the byte-level truth, independently of the client's code (each
+position's top list with its own token added where the top-k leaves it out).
 """
 
 from __future__ import annotations
