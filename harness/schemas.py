@@ -124,7 +124,8 @@ TEACHER_STORE = Contract(
         ("answer", pa.string()),
         ("correct", pa.bool_()),
         ("correct_faithful", pa.bool_()),
-    ], nullable={"raw_text", "token_ids", "top_ids", "finish_reason", "answer"}),
+        ("top_has_token", pa.bool_()),  # every top list holds its position's own token (null: not said)
+    ], nullable={"raw_text", "token_ids", "top_ids", "finish_reason", "answer", "top_has_token"}),
     shard_dir="data",
     shard_prefix="part",
     produced_by="harness teacher sample",

@@ -12,13 +12,15 @@ Only sizes and limits differ from the paper run (tests/test_reproduce.py compare
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from harness.cli import main
 from harness.reproduce.profiles import HUB_IDS
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -39,9 +41,15 @@ def authors_pickles(folder: Path, n: int = 24) -> Path:
                                  "in_context_chain_of_thought")}
     demo_ao = "Q: Demo question?\nA: The answer is 1\n\n" * 4
     demo_cot = "Q: Demo question?\nLet's think step by step\nOne step.\nThe answer is 1\n\n" * 4
-    for example in load("gsm8k", "train")[:n]:
+    chosen = 0
+    for example in load("gsm8k", "train"):
+        if chosen == n:
+            break
         q = strip_colons(example.question)
         cot = strip_colons(re.sub(r"<<.*?>>", "", example.rationale).strip() + f"\nThe answer is {example.answer}")
+        if sp.unk_id() in sp.encode(cot):  # a character T5 cannot spell: their data holds none
+            continue
+        chosen += 1
         base = {"answer_gold": "Answer: " + example.gold_raw + "\n", "answer_label": 1}
         final = f"The answer is {example.answer}"
         pieces = sp.encode(cot, out_type=str)
@@ -66,18 +74,16 @@ def hub_cache(tmp_path_factory, data_dir):
     return cache
 
 
-def test_table1_rehearsal_end_to_end(hub_cache, tmp_path, monkeypatch, capsys, data_dir):
-    monkeypatch.setenv("HF_HUB_CACHE", str(hub_cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_table1_rehearsal_end_to_end(hub_cache, tmp_path, data_dir):
     pickles = authors_pickles(tmp_path / "processed_data")
     work, reports = tmp_path / "work", tmp_path / "reports"
-    with pytest.raises(SystemExit) as exited:
-        main(["reproduce", "table1", "--profile", "rehearsal", "--authors-formats", str(pickles), "--work", str(work),
-              "--reports", str(reports)])
-    out = capsys.readouterr()
-    assert exited.value.code == 1  # the XXL row failed: said, and the exit code says so
-    console = [line for line in out.err.splitlines() if line.strip()]
-    assert len(console) <= 60, out.err
+    command = [sys.executable, "-m", "harness", "reproduce", "table1", "--profile", "rehearsal", "--authors-formats", str(pickles),
+               "--work", str(work), "--reports", str(reports)]
+    env = {**os.environ, "HF_HUB_CACHE": str(hub_cache), "HF_HUB_OFFLINE": "1"}
+    first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
+    assert first.returncode == 1, first.stderr[-3000:]  # the XXL row failed: said, and the exit code says so
+    console = [line for line in first.stderr.splitlines() if line.strip()]
+    assert len(console) <= 60, first.stderr
     assert any("flan-t5-xxl: not run" in line for line in console)
     results = json.loads((work / "rehearsal" / "table1.results.json").read_text())
     rows = {c["row"] for c in results["cells"]}
@@ -93,11 +99,8 @@ def test_table1_rehearsal_end_to_end(hub_cache, tmp_path, monkeypatch, capsys, d
     report = (reports / "table1" / "rehearsal" / "table1.md").read_text()
     assert "flan-t5-xxl" in report and "not run" in report
     # a rerun finds every finished step done and does not redo it
-    with pytest.raises(SystemExit):
-        main(["reproduce", "table1", "--profile", "rehearsal", "--authors-formats", str(pickles), "--work", str(work),
-              "--reports", str(reports)])
-    again = capsys.readouterr().err
-    assert "train flan-t5-base distribution" in again and again.count(": done\n") == 0
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900).stderr
+    assert "train flan-t5-base distribution" in again and again.count(": done (") == 0, again
 
 
 def test_teacher_config_rehearsal_runs_the_teacher_pipeline(hub_cache, tmp_path, monkeypatch, data_dir):

@@ -19,6 +19,10 @@ class Completion:
     hold the teacher's top-k at position i, most likely first (fewer than k when the server
     returned fewer). With sampled targets (`targets == "sampled"`), they hold M tokens drawn from
     the teacher's distribution and `top_logprobs` the log of each draw's importance weight.
+    `top_has_token`: True when every position's list holds that position's own token (the one the
+    text continues with; the OpenAI backend adds it as entry k+1 where the top-k left it out, as
+    the servers' own k+1 convention does), False when it may be missing (a plain top-k), None
+    when the backend does not say.
     """
 
     text: str
@@ -32,6 +36,7 @@ class Completion:
     targets: str = "topk"  # "topk" | "sampled"
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    top_has_token: bool | None = None
 
     def __post_init__(self):
         n = len(self.tokens)

@@ -48,6 +48,7 @@ class TeacherRecord:
     answer: str | None
     correct: bool
     correct_faithful: bool
+    top_has_token: bool | None = None  # every top list holds its position's own token (None: not said)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -62,6 +63,8 @@ class TeacherRecord:
             return "question_id", "empty"
         if isinstance(self.sample_index, bool) or not isinstance(self.sample_index, int) or not 0 <= self.sample_index < 2**31:
             return "sample_index", f"{self.sample_index!r} is not an integer in [0, 2^31)"
+        if self.top_has_token is not None and not isinstance(self.top_has_token, bool):
+            return "top_has_token", f"{self.top_has_token!r} is not true, false or null"
         if self.targets not in TARGETS:
             return "targets", f"{self.targets!r} is not one of {', '.join(TARGETS)}"
         if self.framing not in FRAMINGS:
@@ -152,4 +155,5 @@ def record_from_completion(
         answer=answer,
         correct=correct,
         correct_faithful=faithful,
+        top_has_token=completion.top_has_token,
     )

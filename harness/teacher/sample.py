@@ -35,6 +35,7 @@ TEACHERS = ("default", "hf", "openai")
 MODES = ("sample", "score")
 TARGETS = ("topk", "sampled")
 ANSWER_LINE = re.compile(r"answer is[^\n]*(\n|$)")
+SAMPLE_ONLY = ("n", "temperature", "max_tokens", "cut_after_answer")  # settings score mode does not use
 
 
 @dataclass
@@ -79,7 +80,11 @@ class SampleJobConfig:
     output: Path = Path("runs/teacher/default")
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    questions_per_shard: int = 16  # resume granularity; does not change the data
+    # Resume granularity. It does not change which texts are sampled or scored (seeds are per
+    # question), but a local teacher (default, hf) batches within a shard, and which prompts share a
+    # batch changes their padding and so the log-probabilities in the last float bits (up to 1.9e-6
+    # measured in score mode; `teacher.batch_size` does the same). HTTP teachers: no effect.
+    questions_per_shard: int = 16
 
     def validate(self) -> None:
         t, s = self.teacher, self.sampling
@@ -103,10 +108,13 @@ class SampleJobConfig:
             raise UsageError("teacher.api: chat completions cannot score a given text; use api: completions for sampling.mode score")
 
     def settings(self) -> dict[str, Any]:
-        """What makes the data: stored with the store, checked on resume (no secrets, no speed knobs)."""
-        teacher = {k: v for k, v in asdict(self.teacher).items() if k not in ("concurrency", "requests_per_minute", "api_key_env", "device")}
+        """What makes the data: stored with the store, checked on resume (no secrets, no speed
+        knobs, no address: a server restarted on another port serves the same model; the address
+        is recorded per run in stats.json)."""
+        teacher = {k: v for k, v in asdict(self.teacher).items()
+                   if k not in ("concurrency", "requests_per_minute", "api_key_env", "device", "base_url")}
         # `limit` only says how far to go: growing a run (40 -> 50 questions) resumes it.
-        sampling = {k: v for k, v in asdict(self.sampling).items() if k != "limit"}
+        sampling = {k: v for k, v in asdict(self.sampling).items() if k != "limit" and not (self.sampling.mode == "score" and k in SAMPLE_ONLY)}
         return {"teacher": teacher, "sampling": sampling}
 
 
@@ -193,8 +201,19 @@ def run_sampling(
         done_questions = {qid for qid, _ in store.done_keys()}
         todo = [e for e in questions if e.id not in done_questions]
         counters = {"questions": 0, "samples": 0, "retries": 0, "tokens": 0, "skipped": len(questions) - len(todo)}
+        def sample_request(e: Example) -> SampleRequest:
+            return SampleRequest(teacher_cot(e.question, demos), n=s.n, temperature=s.temperature, max_tokens=s.max_tokens,
+                                 top_k=s.top_k, seed=_question_seed(s.seed, e.id))
+
+        def score_request(e: Example) -> ScoreRequest:
+            return ScoreRequest(teacher_cot(e.question, demos) + "\n", gold_text(e), top_k=s.top_k)
+
         if todo:
             teacher = teacher or make_teacher(cfg.teacher, seed=s.seed, targets=s.targets, draws=s.draws)
+            if hasattr(teacher, "probe"):  # a server: learn what it supports before any work (one tiny request)
+                capabilities = teacher.probe((sample_request if s.mode == "sample" else score_request)(todo[0]))
+                if note:
+                    note(capabilities.summary())
         clock = time.monotonic()  # after the teacher loads: the rate is the teacher's, not its start-up
         prompt_id = f"{s.prompt}-8shot" if s.mode == "sample" else f"gold-scored-{s.prompt}-8shot"
         for start in range(0, len(todo), cfg.questions_per_shard):
@@ -207,20 +226,14 @@ def run_sampling(
 
             records = []
             if s.mode == "sample":
-                requests = [
-                    SampleRequest(teacher_cot(e.question, demos), n=s.n, temperature=s.temperature, max_tokens=s.max_tokens,
-                                  top_k=s.top_k, seed=_question_seed(s.seed, e.id))
-                    for e in group
-                ]
-                results = teacher.sample(requests, on_progress)
+                results = teacher.sample([sample_request(e) for e in group], on_progress)
                 for example, completions in zip(group, results):
                     for index, completion in enumerate(completions):
                         keep = answer_line_cut(completion.tokens) if s.cut_after_answer else None
                         records.append(record_from_completion(completion, example, index, prompt_id=prompt_id,
                                                               teacher_model=teacher.model, teacher_tokenizer=teacher.tokenizer, keep_tokens=keep))
             else:
-                requests = [ScoreRequest(teacher_cot(e.question, demos) + "\n", gold_text(e), top_k=s.top_k) for e in group]
-                results = teacher.score(requests, on_progress)
+                results = teacher.score([score_request(e) for e in group], on_progress)
                 for example, completion in zip(group, results):
                     records.append(record_from_completion(completion, example, 0, prompt_id=prompt_id,
                                                           teacher_model=teacher.model, teacher_tokenizer=teacher.tokenizer))
@@ -240,6 +253,8 @@ def run_sampling(
         notes = _notes(cfg, teacher)
         if counters["questions"]:  # a rerun with nothing left to do keeps the last measurement
             stats["last_run"] = {"teacher": getattr(teacher, "model", None), **counters}
+            if hasattr(teacher, "provenance"):  # a server: its address, what it supports, the anomalies counted
+                stats["last_run"]["server"] = teacher.provenance()
         elif "last_run" in previous:
             stats["last_run"] = previous["last_run"]
         if teacher is None:  # nothing left to do, the teacher never loaded: its marker's notes stand

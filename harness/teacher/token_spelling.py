@@ -5,8 +5,13 @@ holding part of a UTF-8 character "bytes:\\xe2\\x80" (legacy completions) or giv
 `bytes` (chat); vLLM puts U+FFFD in the string (and in chat `bytes`). Exact bytes are decoded
 incrementally, so a character belongs to the token that completes it (the tokens before it spell
 ""). U+FFFD pieces are re-spelled against the text, each standing for at most one non-ASCII
-character, again given to the last token that can hold it. vLLM ends the text before a stop
-string but sends the tokens through it: those are cut at the text's end.
+character, again given to the last token that can hold it. llama-cpp-python decodes each token
+alone with errors="ignore", so partial bytes vanish: " \xf0\x9f" is sent as " " and "\x98\x80"
+as "", and the emoji is in the text but in no token. When nothing else spells the text, the
+non-ASCII characters missing at a token boundary go to the token that completes them: the last
+empty token starting there, else the token starting there (the one holding the continuation
+bytes). vLLM ends the text before a stop string but sends the tokens through it: those are cut at
+the text's end.
 """
 
 from __future__ import annotations
@@ -60,11 +65,15 @@ def spell(wire: Sequence[str], raw: Sequence | None, text: str, *, allow_prefix:
         if notes is not None:
             notes["tokens_cut_after_stop"] += 1
         return _cut(strings, len(text))
-    out = _respell([b.decode("utf-8", errors="replace") for b in data], text, allow_prefix)
+    pieces = [b.decode("utf-8", errors="replace") for b in data]
+    out = _respell(pieces, text, allow_prefix)
+    lossy = out is None
+    if lossy:
+        out = _respell(pieces, text, allow_prefix, lossy=True)
     if out is None:
         raise DataError(f"teacher tokens do not spell the returned text ({len(wire)} tokens, text starts {text[:40]!r})")
     if notes is not None:
-        notes["respelled_completions"] += 1
+        notes["respelled_lost_bytes" if lossy else "respelled_completions"] += 1
     return out
 
 
@@ -78,15 +87,34 @@ def _cut(strings: list[str], n: int) -> list[str]:
     return out
 
 
-def _respell(pieces: list[str], text: str, allow_prefix: bool) -> list[str] | None:
+def _respell(pieces: list[str], text: str, allow_prefix: bool, lossy: bool = False) -> list[str] | None:
     """Match the pieces' characters to `text`, each U+FFFD standing for zero or one non-ASCII
-    character (forward: the reachable text positions before each character; backward: one
-    consistent path, giving a character to the latest U+FFFD that can take it)."""
+    character; with `lossy`, a run of non-ASCII characters may also be missing at a piece
+    boundary (bytes a server dropped). Forward: the text positions reachable before each
+    character (`pre`), and after the boundary's missing run (`post`). Backward: one consistent
+    path, giving a character to the latest U+FFFD or boundary that can take it."""
     items = [ch for p in pieces for ch in p]
-    n, reach = len(text), [{0}]
-    for ch in items:
+    starts, t = [], 0
+    for p in pieces:
+        starts.append(t)
+        t += len(p)
+    boundaries = set(starts) | {len(items)} if lossy else set()
+    n = len(text)
+
+    def close(positions: set[int], t: int) -> set[int]:
+        if t not in boundaries:
+            return positions
+        out = set(positions)
+        for p in positions:
+            while p < n and ord(text[p]) > 127:
+                p += 1
+                out.add(p)
+        return out
+
+    pre, post = [{0}], [close({0}, 0)]
+    for t, ch in enumerate(items):
         nxt = set()
-        for p in reach[-1]:
+        for p in post[t]:
             if ch == REPLACEMENT:
                 nxt.add(p)
                 if p < n and ord(text[p]) > 127:
@@ -95,22 +123,36 @@ def _respell(pieces: list[str], text: str, allow_prefix: bool) -> list[str] | No
                 nxt.add(p + 1)
         if not nxt:
             break
-        reach.append(nxt)
-    complete = len(reach) == len(items) + 1 and n in reach[-1]
-    ends = [len(items)] if complete else [t for t in range(len(reach)) if n in reach[t]] if allow_prefix else []
+        pre.append(nxt)
+        post.append(close(nxt, t + 1))
+    complete = len(post) == len(items) + 1 and n in post[-1]
+    ends = [len(items)] if complete else [t for t in range(len(post)) if n in post[t]] if allow_prefix else []
     if not ends:
         return None
     end_t = max(ends)
-    before, pos = [0] * (end_t + 1), n
-    before[end_t] = n
-    for t in range(end_t - 1, -1, -1):
-        if items[t] != REPLACEMENT or (pos - 1 in reach[t] and pos > 0 and ord(text[pos - 1]) > 127):
-            pos -= 1
+    before, after, pos = [0] * (end_t + 1), [0] * (end_t + 1), n  # text position before / after boundary t's run
+    for t in range(end_t, -1, -1):
+        after[t] = pos
+        if t in boundaries:  # the latest boundary takes as much of the missing run as it can
+            q, best = pos, pos if pos in pre[t] else None
+            while q > 0 and ord(text[q - 1]) > 127:
+                q -= 1
+                if q in pre[t]:
+                    best = q
+            pos = best
         before[t] = pos
-    out, first = [], 0
-    for p in pieces:
-        if first >= end_t and not complete:
-            break
-        out.append(text[before[min(first, end_t)] : before[min(first + len(p), end_t)]])
-        first += len(p)
-    return out
+        if t and (items[t - 1] != REPLACEMENT or (pos > 0 and ord(text[pos - 1]) > 127 and pos - 1 in post[t - 1])):
+            pos -= 1
+    owner = [j for j, p in enumerate(pieces) for _ in p]  # the piece of each character
+    keep = len(pieces) if complete else sum(1 for s in starts if s < end_t)
+    out = [""] * len(pieces)
+    for t in range(end_t + 1):
+        if after[t] > before[t]:  # a missing run: to the token completing it
+            starting = [j for j, s in enumerate(starts) if s == t]
+            empty = [j for j in starting if not pieces[j]]
+            j = empty[-1] if empty else starting[0] if starting else owner[t - 1]
+            out[j] += text[before[t] : after[t]]
+            keep = max(keep, j + 1)
+        if t < end_t:
+            out[owner[t]] += text[after[t] : before[t + 1]]
+    return out[:keep]

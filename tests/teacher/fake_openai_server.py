@@ -17,7 +17,8 @@ Tokens are bytes. A few words split a multi-byte character over two tokens, so t
 partial UTF-8 in both server conventions: `byte_tokens="openai"` spells such a token
 "bytes:\\xc3" (legacy completions; chat gives the exact `bytes`), `"vllm"` spells it "\ufffd"
 (and chat `bytes` are those of "\ufffd"). `expected_sample` / `expected_score` give what the
-client must return, from the byte-level truth, independently of the client's code.
+client must return, from the byte-level truth, independently of the client's code (each
+position's top list with its own token added where the top-k leaves it out).
 """
 
 from __future__ import annotations
@@ -125,10 +126,11 @@ def _spell(toks: list[bytes]) -> list[str]:
     return [dec.decode(t) for t in toks]
 
 
-def _client_view(tokens, lps, tops, text, k):
+def _client_view(tokens, lps, tops, text, k, owns=None):
+    """`owns`: the positions' own tokens, when `tokens` were trimmed (the score boundary)."""
     strings = _spell(tokens)
     out_t, out_lp, out_tt, out_tl, pos = [], [], [], [], 0
-    for s, lp, top in zip(strings, lps, tops):
+    for tok, s, lp, top in zip(owns or tokens, strings, lps, tops):
         if pos >= len(text):
             break
         s = s[: len(text) - pos]
@@ -136,8 +138,12 @@ def _client_view(tokens, lps, tops, text, k):
         out_t.append(s)
         out_lp.append(lp)
         top = top[:k]
-        out_tt.append([t.decode("utf-8", errors="replace") for t, _ in top])
-        out_tl.append([v for _, v in top])
+        names, values = [t.decode("utf-8", errors="replace") for t, _ in top], [v for _, v in top]
+        own = tok.decode("utf-8", errors="replace")
+        if own not in names:  # the client adds the position's own token where the top-k leaves it out
+            names, values = names + [own], values + [lp]
+        out_tt.append(names)
+        out_tl.append(values)
     return {"text": text, "tokens": out_t, "token_logprobs": out_lp, "top_tokens": out_tt, "top_logprobs": out_tl}
 
 
@@ -168,7 +174,7 @@ def expected_score(prompt: str, text: str, k: int, topk_cap=None) -> dict:
         pos += len(strings[first])
         first += 1
     head = strings[first][len(prompt) - pos :]
-    view = _client_view([head.encode()] + toks[first + 1 :], lps[first:], tops[first:], text, min(k, topk_cap or k))
+    view = _client_view([head.encode()] + toks[first + 1 :], lps[first:], tops[first:], text, min(k, topk_cap or k), toks[first:])
     view["tokens"][0] = head if head else view["tokens"][0]
     return view
 

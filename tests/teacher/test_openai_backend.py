@@ -51,7 +51,7 @@ def serve():
 
 
 def teacher_for(server, **kw) -> OpenAITeacher:
-    kw = {"timeout_s": 5, "backoff_base_s": 0.01, "backoff_max_s": 0.05, "concurrency": 4, **kw}
+    kw = {"timeout_s": 5, "backoff_base_s": 0.01, "backoff_max_s": 0.05, "concurrency": 4, "probe": False, **kw}
     return OpenAITeacher(OpenAIConfig(server.base_url, "fake", **kw))
 
 
@@ -192,18 +192,19 @@ SCORES = [ScoreRequest("Let's think step", "s by step: café, it’s 😀 done",
 
 
 @pytest.mark.parametrize("byte_tokens", ["openai", "vllm"])
-@pytest.mark.parametrize("reject_zero", [False, True])
-def test_score(serve, byte_tokens, reject_zero):
-    server = serve(byte_tokens=byte_tokens, reject_max_tokens_0=reject_zero)
+def test_score(serve, byte_tokens):
+    server = serve(byte_tokens=byte_tokens, reject_max_tokens_0=True)
     teacher = teacher_for(server)
     out = teacher.score(SCORES * 3)
     for req, comp in zip(SCORES * 3, out):
         assert {f: getattr(comp, f) for f in FIELDS[:-1]} == expected_score(req.prompt, req.text, req.top_k)
         assert "".join(comp.tokens) == req.text
+        assert comp.top_has_token is True
     assert teacher.notes["score_boundary_inside_token"] == 3
+    assert teacher.notes["score_new_token_cut"] == len(out)  # this server's echo covers the new token
     bodies = [e["body"] for e in server.log]
-    assert all(b["echo"] is True and b["logprobs"] in (3, 5) for b in bodies)
-    assert bodies[-1]["max_tokens"] == (1 if reject_zero else 0)
+    # never max_tokens=0: llama-cpp-python reads it as "no limit"
+    assert all(b["echo"] is True and b["logprobs"] in (3, 5) and b["max_tokens"] == 1 for b in bodies)
 
 
 def test_score_with_vllm_prompt_logprobs(serve):
@@ -349,3 +350,41 @@ def test_benchmark_server_times_answers_from_arrival(at_once):
     assert ok == 200 and ok_s >= delay
     assert fault in (429, 500)
     assert (fault_s < delay) if at_once else (fault_s >= delay)
+
+
+def test_the_probe_comes_first_and_learns_the_n_cap(serve):
+    server = serve(max_n=1)
+    teacher = teacher_for(server, probe=True)
+    reqs = requests_(count=2, n=3)
+    check_samples(teacher.sample(reqs), reqs)
+    caps = teacher.capabilities
+    assert (caps.mode, caps.logprobs, caps.top_width, caps.n_asked, caps.n_returned) == ("sample", True, 5, 2, 1)
+    bodies = [e["body"] for e in server.log]
+    assert bodies[0]["max_tokens"] == 2 and bodies[0]["stop"] == ["Question"] and bodies[0]["logprobs"] == 5
+    assert all(b["n"] == 1 for b in bodies[1:]) and len(bodies) == 1 + 2 * 3  # capped from the start: no wasted n=3 asks
+    assert "n=2 gave 1 (n ignored" in caps.summary() and teacher.usage.requests == len(bodies)
+    teacher.sample(reqs)
+    assert len(server.log) == len(bodies) + 6  # probed once per teacher and mode
+
+
+@pytest.mark.parametrize("status, retried", [("500", False), ("503", True)])
+def test_a_server_error_to_the_probe_is_final_unless_it_says_busy(serve, status, retried):
+    server = serve(plan=[{"kind": status}])
+    teacher = teacher_for(server, probe=True)
+    if retried:  # 503: a server still loading, or a proxy: the usual retries
+        check_samples(teacher.sample(requests_(count=1)), requests_(count=1))
+        assert teacher.usage.retries == 1
+        return
+    with pytest.raises(TeacherHTTPError, match="HTTP 500 to the capability probe .*not retried") as err:
+        teacher.sample(requests_(count=1))
+    assert len(server.log) == 1 and teacher.usage.retries == 0 and len(str(err.value).splitlines()) == 1
+
+
+def test_sampling_adds_the_own_token_where_the_top_k_leaves_it_out(serve):
+    server = serve(topk_cap=2)  # a server sending only 2: the own token is often outside them
+    teacher = teacher_for(server)
+    out = teacher.sample(requests_(count=3, top_k=5))
+    comps = [c for cs in out for c in cs]
+    assert all(c.top_has_token for c in comps)
+    widths = [len(t) for c in comps for t in c.top_tokens]
+    assert set(widths) == {2, 3} and teacher.notes["own_token_added_positions"] == widths.count(3)

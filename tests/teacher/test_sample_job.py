@@ -133,3 +133,38 @@ def test_config_files_and_overrides(tmp_path):
         load_config(None, **{"teacher.kind": "gpt"})
     with pytest.raises(UsageError, match="sampled"):
         load_config(None, **{"teacher.kind": "openai", "teacher.model": "m", "sampling.targets": "sampled"})
+
+
+def test_the_address_and_unused_knobs_are_not_data_settings():
+    def settings(**kw):
+        teacher = {"kind": "openai", "model": "m", "base_url": kw.pop("base_url", "http://127.0.0.1:8000/v1")}
+        return SampleJobConfig(teacher=TeacherConfig(**teacher), sampling=SamplingConfig(**kw)).settings()
+
+    assert settings(base_url="http://127.0.0.1:8000/v1") == settings(base_url="http://other-host:9000/v1")
+    assert "base_url" not in settings()["teacher"]
+    assert settings(mode="score", n=40) == settings(mode="score", n=4, temperature=0.0, max_tokens=9)  # score mode uses none of them
+    assert settings(n=40) != settings(n=4)
+
+
+def test_a_server_job_probes_records_its_server_and_resumes_on_another_port(tmp_path, gsm8k_first):
+    from tests.teacher.fake_openai_server import FakeOpenAIServer
+
+    cfg = _config(tmp_path, max_tokens=8)
+    cfg.teacher = TeacherConfig(kind="openai", model="fake")
+    cfg.questions_per_shard = 2
+    notes = []
+    with FakeOpenAIServer() as first:
+        cfg.sampling.limit = 2
+        cfg.teacher.base_url = url = first.base_url
+        stats = run_sampling(cfg, note=notes.append)["stats"]
+        assert first.log[0]["body"]["max_tokens"] == 2 and first.log[0]["body"]["n"] == 2  # the probe came first
+    server = stats["last_run"]["server"]
+    assert server["base_url"] == url and server["capabilities"]["logprobs"] is True
+    assert notes[0] == server["summary"] and notes[0].startswith(f"teacher server {url} /completions")
+    with FakeOpenAIServer() as second:  # the server restarted on another port: the same data, so it resumes
+        cfg.sampling.limit = 4
+        cfg.teacher.base_url = url = second.base_url
+        stats = run_sampling(cfg)["stats"]
+    assert stats["last_run"]["questions"] == 2 and stats["last_run"]["server"]["base_url"] == url
+    rows = TeacherStore.load(tmp_path / "store").read(["question_id", "top_has_token"]).to_pylist()
+    assert len(rows) == 4 * 3 and all(r["top_has_token"] is True for r in rows)

@@ -50,7 +50,12 @@ def test_schema_matches_the_record_and_the_docs():
     assert SCHEMA.field("top_ids").type == pa.list_(pa.list_(pa.int32()))
     assert SCHEMA.field("sample_index").type == "int32" and not SCHEMA.field("question_id").nullable
     nullable = {f.name for f in SCHEMA if f.nullable}
-    assert nullable == {"raw_text", "token_ids", "top_ids", "finish_reason", "answer"}
+    assert nullable == {"raw_text", "token_ids", "top_ids", "finish_reason", "answer", "top_has_token"}
+    assert SCHEMA.metadata[b"harness.schema_version"] == b"2"
+    from harness.config import REPO_ROOT
+
+    docs = (REPO_ROOT / "docs/teacher-store.md").read_text()
+    assert "## Schema (v2;" in docs and all(f"| `{name}` |" in docs for name in COLUMNS)
 
 
 def test_record_from_completion_grades_with_both_rules():
