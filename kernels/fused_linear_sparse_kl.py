@@ -16,9 +16,10 @@ import math
 
 import torch
 
-from .functional import flatten, pick_row_weight, use_triton
+from .functional import flatten, pick_row_weight, resolve_backend
 from .grad_output import apply_grad_output
 from .reference import VARIANTS, check_block_v, check_inputs, check_values, row_scale, sparse_topk_kl_reference, valid_rows
+from .sparse_kl_torch import loss_and_grad
 
 DOUBLE_BACKWARD = (
     "fused_linear_sparse_topk_kl: double backward (create_graph=True) is not supported: the gradients "
@@ -62,10 +63,13 @@ def accumulate_mm(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor, first: bo
         acc.add_(prod)
 
 
-def _chunk_grad_reference(logits, ids, probs, scale, ignore_index, temperature, variant, want_grad):
-    """Per-chunk (sum_i scale_i KL_i, its gradient wrt logits or None) through the reference and
-    autograd; `scale` [rows] already holds validity, row weights and the mean divisor."""
+def _chunk_grad(logits, ids, probs, scale, ignore_index, temperature, variant, want_grad, backend):
+    """Per-chunk (sum_i scale_i KL_i, its gradient wrt logits or None): the fast PyTorch path
+    ("torch") or the reference and autograd ("reference"); `scale` [rows] already holds validity,
+    row weights and the mean divisor."""
     kw = dict(weight=scale, ignore_index=ignore_index, temperature=temperature, reduction="sum", variant=variant)
+    if backend == "torch":
+        return loss_and_grad(logits, ids, probs, want_grad=want_grad, **kw)
     if not want_grad:
         with torch.no_grad():
             return sparse_topk_kl_reference(logits, ids, probs, **kw), None
@@ -78,7 +82,7 @@ def _chunk_grad_reference(logits, ids, probs, scale, ignore_index, temperature, 
 
 def fused_linear_sparse_kl_forward(
     hidden, weight, bias, ids, probs, mask, row_weight=None, *, ignore_index, temperature, reduction, variant,
-    chunk_size, triton, block_v=None, num_warps=None, needs=(True, True, True), accum_dtype=torch.float32,
+    chunk_size, backend, block_v=None, num_warps=None, needs=(True, True, True), accum_dtype=torch.float32,
 ):
     """Loss and (grad_hidden, grad_weight, grad_bias) for grad_output = 1; a gradient is None when
     `needs` (hidden, weight, bias) says it is not wanted."""
@@ -87,6 +91,7 @@ def fused_linear_sparse_kl_forward(
     dev = hidden.device
     want_h, want_w, want_b = needs[0], needs[1], bool(needs[2]) and bias is not None
     want_any = want_h or want_w or want_b
+    triton = backend == "triton"
     if triton:
         from .sparse_kl import sparse_kl_forward, weight_sum
 
@@ -119,7 +124,7 @@ def fused_linear_sparse_kl_forward(
             total += loss_c.sum()
             g = logits
         else:
-            loss_c, g = _chunk_grad_reference(logits, ids[sl], probs[sl], scale[sl], ignore_index, temperature, variant, want_any)
+            loss_c, g = _chunk_grad(logits, ids[sl], probs[sl], scale[sl], ignore_index, temperature, variant, want_any, backend)
             total += loss_c
         if want_h:
             torch.mm(g, weight, out=grad_h[sl])
@@ -145,14 +150,14 @@ class FusedLinearSparseTopKKLFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, ids, probs, mask, row_weight, ignore_index, temperature, reduction, variant,
-                chunk_size, triton, block_v, num_warps, accum_dtype, grad_enabled):
+                chunk_size, backend, block_v, num_warps, accum_dtype, grad_enabled):
         needs = tuple(grad_enabled and x for x in ctx.needs_input_grad[:3])  # needs_input_grad ignores no_grad
         loss, gh, gw, gb = fused_linear_sparse_kl_forward(
             hidden, weight, bias, ids, probs, mask, row_weight, ignore_index=ignore_index, temperature=temperature,
-            reduction=reduction, variant=variant, chunk_size=chunk_size, triton=triton, block_v=block_v,
+            reduction=reduction, variant=variant, chunk_size=chunk_size, backend=backend, block_v=block_v,
             num_warps=num_warps, needs=needs, accum_dtype=accum_dtype,
         )
-        ctx.triton, ctx.calls = triton, 0
+        ctx.triton, ctx.calls = backend == "triton", 0
         ctx.save_for_backward(gh, gw, gb)
         return loss
 
@@ -215,9 +220,9 @@ def fused_linear_sparse_topk_kl(
     _, ids2, probs2, mask2, rw2 = flatten(meta, ids, probs, mask, row_weight)
     h = hidden.reshape(-1, d)
     _check(h, weight, ids2, probs2, mask2, rw2, ignore_index, temperature, validate)
-    triton = use_triton(hidden.device, backend)
+    chosen = resolve_backend(hidden.device, backend)
     return FusedLinearSparseTopKKLFunction.apply(
-        h, weight, bias, ids2, probs2, mask2, rw2, ignore_index, temperature, reduction, variant, chunk_size, triton,
+        h, weight, bias, ids2, probs2, mask2, rw2, ignore_index, temperature, reduction, variant, chunk_size, chosen,
         block_v, num_warps, accum_dtype, torch.is_grad_enabled(),
     )
 

@@ -31,7 +31,7 @@ def grads_both(n, d, v, k, *, dtype=torch.float32, with_bias=True, chunk_size=No
     return l1, l2, leaves
 
 
-@pytest.mark.parametrize("backend", ["triton", "reference"])
+@pytest.mark.parametrize("backend", ["triton", "torch", "reference"])
 @pytest.mark.parametrize("variant", ["corrected", "faithful"])
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 @pytest.mark.parametrize("chunk_size", [None, 7, 64])
@@ -42,7 +42,7 @@ def test_matches_eager(backend, variant, reduction, chunk_size):
         assert_grad_close(got.grad, want.grad, torch.float32)
 
 
-@pytest.mark.parametrize("backend", ["triton", "reference"])
+@pytest.mark.parametrize("backend", ["triton", "torch", "reference"])
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 def test_row_weights_match_eager(backend, reduction):
     rw = make_weight(37)
@@ -69,7 +69,7 @@ def count_matmuls(fn):
     return len(names)
 
 
-@pytest.mark.parametrize("backend", ["triton", "reference"])
+@pytest.mark.parametrize("backend", ["triton", "torch", "reference"])
 def test_only_requested_gradients_are_computed(backend):
     # 3 chunks: logits mm per chunk, plus grad_h and grad_W matmuls only when those are wanted.
     _, ids, probs, mask = make_inputs(12, 200, 4)

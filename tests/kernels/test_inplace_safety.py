@@ -177,7 +177,7 @@ def test_reference_backend_supports_double_backward():
     torch.testing.assert_close(hvp, (gp - gm) / (2 * h), atol=1e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize("backend", ["triton", "reference"])
+@pytest.mark.parametrize("backend", ["triton", "torch", "reference"])
 def test_fused_linear_refuses_double_backward_and_reruns_a_retained_graph(backend):
     _, ids, probs, mask = make_inputs(10, 200, 4)
     g = torch.Generator().manual_seed(3)
