@@ -49,7 +49,7 @@ def _sparse_kl_fwd_kernel(
     loss_ptr, lse_ptr, csum_ptr,
     coef_ptr, coef_stride,
     V, K, ignore_index, inv_t,
-    VARIANT: tl.constexpr, RESIDENT: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_K: tl.constexpr,
+    VARIANT: tl.constexpr, RESIDENT: tl.constexpr, PASS1_EVICT: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """One program per row: loss (and, with a gradient buffer, the gradient) of one row.
 
@@ -60,8 +60,9 @@ def _sparse_kl_fwd_kernel(
     Outputs (fp32): loss [N] = s * per-row KL (0 where s = 0); unless lse is None also
     lse [N] (+inf on an all -inf row), csum [N] = C and coef [N, K] = c for the two-kernel backward.
     Constexprs: VARIANT (0 corrected, 1 faithful); RESIDENT: V <= BLOCK_V and the row stays in
-    registers between the two passes (else each tile is re-read, from L2); BLOCK_K: next power of
-    two >= K. Row offsets are int64. A None pointer compiles its branch away.
+    registers between the two passes (else each tile is re-read, from L2); PASS1_EVICT: the
+    first pass's eviction policy ("evict_last" when a re-read follows, else "evict_first");
+    BLOCK_K: next power of two >= K. Row offsets are int64. A None pointer compiles its branch away.
     """
     row = tl.program_id(0).to(tl.int64)
     z_row = logits_ptr + row * logits_stride
@@ -89,7 +90,7 @@ def _sparse_kl_fwd_kernel(
     # Online softmax (Milakov & Gimelshein) over the vocabulary, -inf safe.
     offs = tl.arange(0, BLOCK_V)
     if RESIDENT:
-        x = tl.load(z_row + offs, mask=offs < V, other=float("-inf"), eviction_policy="evict_first").to(tl.float32) * inv_t
+        x = tl.load(z_row + offs, mask=offs < V, other=float("-inf"), eviction_policy=PASS1_EVICT).to(tl.float32) * inv_t
         m = tl.max(x, axis=0)
         m_safe = tl.where(m == float("-inf"), 0.0, m)
         e = tl.exp(x - m_safe)  # kept for the gradient: q = e / d, no second exp
@@ -99,7 +100,7 @@ def _sparse_kl_fwd_kernel(
         d = 0.0
         for start in range(0, V, BLOCK_V):
             cols = start + offs
-            xt = tl.load(z_row + cols, mask=cols < V, other=float("-inf"), eviction_policy="evict_last").to(tl.float32) * inv_t
+            xt = tl.load(z_row + cols, mask=cols < V, other=float("-inf"), eviction_policy=PASS1_EVICT).to(tl.float32) * inv_t
             m_new = tl.maximum(m, tl.max(xt, axis=0))
             m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
             d = d * tl.exp(m - m_safe) + tl.sum(tl.exp(xt - m_safe), axis=0)
@@ -366,8 +367,9 @@ def fwd_launch(logits, ids, probs, mask_i8, rw, denom, loss, grad, stats, *, ign
         mask_i8, rw, denom, loss, lse, csum, coef, coef.stride(0) if coef is not None else 0,
         v, ids.shape[1], ignore_index, 1.0 / temperature,
     )
-    meta = dict(VARIANT=VARIANT_CODE[variant], RESIDENT=tile.resident, BLOCK_V=tile.block_v, BLOCK_K=_block_k(ids.shape[1]),
-                **tile.launch_meta())
+    reread = grad is not None and not tile.resident
+    meta = dict(VARIANT=VARIANT_CODE[variant], RESIDENT=tile.resident, PASS1_EVICT="evict_last" if reread else "evict_first",
+                BLOCK_V=tile.block_v, BLOCK_K=_block_k(ids.shape[1]), **tile.launch_meta())
     return (n,), args, meta
 
 
