@@ -320,6 +320,17 @@ def test_gpu_matches_reference_bf16(variant, reduction, n, v):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("v", [16000, 32128])  # the register-resident tile; re-read 8K tiles
+def test_gpu_matches_reference_fp32_fp16(dtype, v):
+    # fp16 runs the two-kernel path (its gradient is scaled by grad_output before it is rounded).
+    logits, ids, probs, mask = make_inputs(1024, v, 5, dtype=dtype, device="cuda")
+    l1, l2, g1, g2 = run_both(logits, ids, probs, mask, weight=make_weight(1024, device="cuda"), reduction="mean")
+    torch.testing.assert_close(l1.double(), l2, atol=1e-4, rtol=1e-4)
+    assert_grad_close(g1, g2, dtype)
+
+
+@pytest.mark.gpu
 def test_gpu_int64_row_offsets():
     # N * V > 2^31 elements: row * stride overflows int32 in the last rows (both paths).
     n, v = 8704, 256 * 1024
