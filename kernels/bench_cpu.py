@@ -16,7 +16,6 @@ Targets (issue 22): ours <= 1.3x cross-entropy for one-hot targets, <= 1.6x for 
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import platform
@@ -149,7 +148,7 @@ def run(args, meta_base: dict) -> int:
     load = meter.record()
     keep, reason = load_verdict(load, args.max_load)
     meta = dict(meta_base, cpu=_cpu_model(), torch_threads=torch.get_num_threads(), repeats=args.repeats, load=load,
-                load_ok=keep, load_reason=reason, forced=not keep and args.force, command=" ".join([COMMAND] + sys.argv[1:][2:]) if False else args.command)
+                load_ok=keep, load_reason=reason, forced=not keep and args.force)
     result = {"meta": meta, "rows": rows, "ratios": rats}
     md = render(result)
     if not keep and not args.force:
@@ -166,5 +165,3 @@ def run(args, meta_base: dict) -> int:
     return 0
 
 
-def stamp() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -375,7 +375,7 @@ def fwd_launch(logits, ids, probs, mask_i8, rw, denom, loss, grad, stats, *, ign
 
 def sparse_kl_forward(
     logits, ids, probs, mask=None, row_weight=None, denom=None, *, grad_out=None, store_stats=False,
-    ignore_index=-100, temperature=1.0, variant="corrected", block_v=None, num_warps=None, resident=None,
+    ignore_index=-100, temperature=1.0, variant="corrected", block_v=None, num_warps=None, resident=None, tile=None,
 ):
     """Launch the forward kernel. Returns (loss [N], lse, csum, coef) -- the last three only with
     `store_stats` (else None). `grad_out` [N, V] (may be `logits`) receives the gradient of
@@ -395,7 +395,9 @@ def sparse_kl_forward(
         return (loss,) + (stats if stats else (None, None, None))
     if grad_out is not None and (grad_out.shape != logits.shape or grad_out.stride(-1) != 1):
         raise ValueError("grad_out must be [N, V] with unit last stride")
-    tile = tile_config(v, block_v, num_warps, resident=resident, elem=logits.element_size())
+    tile = tile if tile is not None else tile_config(v, block_v, num_warps, resident=resident, elem=logits.element_size())
+    if tile.resident and v > tile.block_v:
+        raise ValueError(f"a resident tile needs V <= block_v, got V={v}, block_v={tile.block_v}")
     grid, args, meta = fwd_launch(logits, ids, probs, _i8(mask), _f32(row_weight), _f32(denom), loss, grad_out, stats,
                                   ignore_index=ignore_index, temperature=temperature, variant=variant, tile=tile)
     _sparse_kl_fwd_kernel[grid](*args, **meta)
@@ -443,6 +445,7 @@ class KLOptions:
     inplace: bool = False
     block_v: int | None = None
     num_warps: int | None = None
+    tile: Tile | None = None  # the whole single-pass tile (the benchmark's --tune); overrides block_v / num_warps
 
     def kernel_kw(self) -> dict:
         return dict(ignore_index=self.ignore_index, temperature=self.temperature, block_v=self.block_v, num_warps=self.num_warps)
@@ -482,7 +485,7 @@ class SparseTopKKLFunction(torch.autograd.Function):
         rows = _rows(logits)  # a copy when the last stride is not 1: then it is ours to overwrite
         in_place = (opts.inplace or rows is not logits) and can_write_in_place(rows)
         grad = rows if in_place else torch.empty_like(rows)
-        loss, *_ = sparse_kl_forward(rows, ids, probs, mask, row_weight, denom, grad_out=grad, **kw)
+        loss, *_ = sparse_kl_forward(rows, ids, probs, mask, row_weight, denom, grad_out=grad, tile=opts.tile, **kw)
         if in_place and rows is logits:
             increment_version(logits)
             info["overwritten"] = True
