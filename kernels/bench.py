@@ -144,6 +144,9 @@ def reason(e: BaseException) -> str:
 
 
 def git_commit() -> str:
+    """HEAD, or GPU_CHECK_COMMIT where the copy has no .git (the GPU machine's working tree)."""
+    if os.environ.get("GPU_CHECK_COMMIT"):
+        return os.environ["GPU_CHECK_COMMIT"]
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
@@ -165,7 +168,11 @@ def versions() -> dict:
 def liger_ce():
     """Liger's cross-entropy as a provider, or the reason it cannot be one. "Not installed" only
     when the package is absent; an error raised while importing it is reported as such."""
-    if importlib.util.find_spec("liger_kernel") is None:
+    try:
+        spec = importlib.util.find_spec("liger_kernel")
+    except ImportError:  # a finder refusing it (gpu_check --dry-run emulates a machine without it)
+        spec = None
+    if spec is None:
         return LIGER_MISSING
     try:
         from liger_kernel.transformers import LigerCrossEntropyLoss

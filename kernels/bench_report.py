@@ -132,7 +132,46 @@ def render_markdown(result: dict) -> str:
                     f"{'yes' if r.get('resident') else 're-read'} | {'yes' if r['heuristic'] else ''} |")
             lines.append(f"{head} {r['skipped']} | | |" if "skipped" in r else
                          f"{head} {r['median_ms']:.3f} | {_spread(r)} | {_fmt(_pct(r['floor_bytes'], r['median_ms'], bw), '.0f')} |")
-    return "\n".join(lines) + "\n\n" + TARGETS + "\n" + BYTES_NOTE
+    return "\n".join(lines) + "\n\n" + verdict_markdown(result) + "\n" + TARGETS + "\n" + BYTES_NOTE
+
+
+HEADLINE = {"N": 16384, "V": 32128, "K": 5, "dtype": "bfloat16"}
+
+
+def _row(rows, provider, **shape):
+    for r in rows:
+        if r.get("provider") == provider and r.get("pass", "fwd+bwd") == "fwd+bwd" and all(r.get(k) == v for k, v in shape.items()):
+            return None if "skipped" in r else r
+    return None
+
+
+def targets_verdict(result: dict) -> list[tuple[str, str, str, str]]:
+    """(target, criterion, figure, met / MISSED / not measured) for the issue-11 targets."""
+    bw = result["meta"].get("copy_bandwidth_bytes_per_s")
+    loss, fused = result.get("loss", []), result.get("fused_linear", [])
+    ours, eager, liger = (_row(loss, p, **HEADLINE) for p in ("triton_inplace", "eager", "liger_ce"))
+    fl = {p: _row(fused, p, N=16384, d=2048, V=32128, dtype="bfloat16") for p in ("fused_linear_triton", "matmul_triton", "eager_matmul")}
+    out = []
+
+    def add(name, criterion, value, fmt, ok):
+        out.append((name, criterion, "—" if value is None else format(value, fmt), "not measured" if value is None else ("met" if ok(value) else "MISSED")))
+
+    add("bandwidth", "triton_inplace >= 85% of the floor", ours and _pct(ours["floor_bytes"], ours["median_ms"], bw), ".1f", lambda v: v >= 85)
+    add("speed", ">= 3x eager", ours and eager and eager["median_ms"] / ours["median_ms"], ".2f", lambda v: v >= 3)
+    add("speed of light", "<= 1.10x liger_ce", ours and liger and ours["median_ms"] / liger["median_ms"], ".3f", lambda v: v <= 1.10)
+    add("memory", "extra peak <= 0.05x the logits", ours and ours.get("peak_extra_over_logits"), ".3f", lambda v: v <= 0.05)
+    f, m, e = fl["fused_linear_triton"], fl["matmul_triton"], fl["eager_matmul"]
+    add("fused-linear memory", "peak <= 20% of eager_matmul",
+        f and e and f.get("peak_extra_bytes") and e.get("peak_extra_bytes") and 100 * f["peak_extra_bytes"] / e["peak_extra_bytes"], ".1f",
+        lambda v: v <= 20)
+    add("fused-linear time", "<= 1.1x matmul_triton", f and m and f["median_ms"] / m["median_ms"], ".3f", lambda v: v <= 1.1)
+    return out
+
+
+def verdict_markdown(result: dict) -> str:
+    lines = ["## Targets met or missed (this run)", "", "| target | criterion | figure | |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in targets_verdict(result)]
+    return "\n".join(lines) + "\n"
 
 
 def pending_markdown() -> str:

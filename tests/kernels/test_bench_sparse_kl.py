@@ -173,3 +173,25 @@ def test_tune_reaches_resident_and_reread_tiles_without_spilling_configs():
     wide = bench.tune_configs(32128, around=False)
     assert all(not c[3] for c in wide)  # no resident 32K tile (one row per SM, 127-255 registers, spills at 4 warps)
     assert all(c[0] <= 16384 for c in wide)
+
+
+def test_targets_verdict_on_synthetic_headline_rows():
+    # Clearly synthetic figures at the headline shape: each issue-11 target is met or missed by the numbers.
+    from kernels.bench_report import targets_verdict
+
+    shape = dict(kind="loss", N=16384, V=32128, K=5, dtype="bfloat16", floor_bytes=bench.floor_bytes(16384, 32128, 2))
+    bw = 3.0e12
+    floor_ms = shape["floor_bytes"] / bw * 1e3
+    result = {"meta": {"copy_bandwidth_bytes_per_s": bw},
+              "loss": [dict(shape, provider="triton_inplace", median_ms=floor_ms / 0.9, peak_extra_over_logits=0.01),
+                       dict(shape, provider="eager", median_ms=floor_ms / 0.9 * 2.5),
+                       dict(shape, provider="liger_ce", skipped=bench.LIGER_MISSING)],
+              "fused_linear": [dict(kind="fused_linear", N=16384, d=2048, V=32128, dtype="bfloat16", provider=p, median_ms=ms, peak_extra_bytes=b)
+                               for p, ms, b in (("fused_linear_triton", 10.5, 100), ("matmul_triton", 10.0, 900), ("eager_matmul", 30.0, 1000))]}
+    got = {name: (figure, verdict) for name, _, figure, verdict in targets_verdict(result)}
+    assert got["bandwidth"] == ("90.0", "met")
+    assert got["speed"] == ("2.50", "MISSED")
+    assert got["speed of light"] == ("—", "not measured")
+    assert got["memory"] == ("0.010", "met")
+    assert got["fused-linear memory"] == ("10.0", "met")
+    assert got["fused-linear time"] == ("1.050", "met")
