@@ -12,6 +12,7 @@ CPU too, naming the module.
 from __future__ import annotations
 
 import importlib.metadata as md
+import importlib.util
 import re
 import runpy
 import sys
@@ -80,6 +81,27 @@ def site_view(view: Path) -> list[str]:
     return out
 
 
+def keep_transformers_off_hf_kernels() -> bool:
+    """This repo's top-level `kernels` package shadows Hugging Face's `kernels` (a dependency of
+    transformers >= 5.25), and transformers imports the latter at `import transformers.models...`
+    whenever its metadata says it is installed -- which then fails on our package. The project never
+    uses Hugging Face's hub kernels, so transformers is told they are unavailable. True if patched."""
+    try:
+        md.version("kernels")  # Hugging Face's distribution; ours has none
+    except md.PackageNotFoundError:
+        return False
+    if importlib.util.find_spec("transformers") is None:
+        return False
+    import transformers.utils as tu
+    import transformers.utils.import_utils as iu
+
+    def unavailable(*args, **kwargs) -> bool:
+        return False
+
+    iu.is_kernels_available = tu.is_kernels_available = unavailable
+    return True
+
+
 def run_argv(argv: list[str]) -> None:
     """`-m module args...` or `script.py args...`, as `python3` would run them."""
     if argv[:1] == ["-m"]:
@@ -103,6 +125,9 @@ def main(args: list[str]) -> int:
         parser = getattr(__import__(module, fromlist=[func]), func)()
         parser.parse_args(real[2:] if real[:1] == ["-m"] else real[1:])
         print(f"gpu_check: the real arguments parse: {' '.join(real)}", flush=True)
+    if keep_transformers_off_hf_kernels():
+        print("gpu_check: Hugging Face's `kernels` package is installed and shadowed by this repo's `kernels`; "
+              "transformers is told it is unavailable (its hub kernels are not used here)", flush=True)
     try:
         run_argv(argv)
     except SystemExit as e:

@@ -221,7 +221,7 @@ def run(parts: list[Part], out: Path, dry_run: bool, budget_s: int = BUDGET_S) -
         env["TRITON_INTERPRET"] = "1"  # the kernels run in the interpreter there
         view = tempfile.mkdtemp(prefix="gpu_check_site_")
         env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], *site_view(Path(view))])
-    site = out / "wheels_site"
+    site = Path(tempfile.mkdtemp(prefix="gpu_check_wheels_"))  # not under `out`: only results go back
     wheels = unpack_wheels(site)
     if wheels:
         env["PYTHONPATH"] = os.pathsep.join([str(site), env["PYTHONPATH"]])
@@ -247,8 +247,9 @@ def run(parts: list[Part], out: Path, dry_run: bool, budget_s: int = BUDGET_S) -
         summary["elapsed_s"] = round(time.monotonic() - t0, 1)
         atomic_write(out / "summary.json", json.dumps(summary, indent=1) + "\n")
         atomic_write(out / "summary.md", summary_markdown(summary))
-    if view:
-        shutil.rmtree(view, ignore_errors=True)
+    for tmp in (view, site):
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
     print(f"gpu_check: wrote {out / 'summary.md'}", flush=True)
     bad = [p for p in summary["parts"] if p["status"] != "ok" and not (dry_run and p["status"].startswith("skipped"))]
     return 1 if bad else 0
