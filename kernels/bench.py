@@ -337,7 +337,7 @@ def bench_fused_linear(clock, n, d, v, k, repeats, device) -> list[dict]:
 def tune_configs(v: int, around: bool):
     """(block_v, num_warps, maxnreg, resident) candidates for V: the heuristic's first; the
     register-resident tile where V fits one (<= 16K), and the re-read tiles (all spill-free)."""
-    from .sparse_kl import RESIDENT_MAX, tile_config
+    from .tiles import RESIDENT_MAX, tile_config
 
     h = tile_config(v, interpreting=False)
     configs = [(h.block_v, h.num_warps, h.maxnreg, h.resident)]
@@ -385,7 +385,8 @@ def bench_tune(clock, n, k, vs, dtypes, repeats, device, around: bool) -> list[d
 
 def _tuned_loss(x, ids, p, block_v, num_warps, maxnreg, resident):
     """`triton_inplace` (sum of the single pass, gradient written in place) with an explicit tile."""
-    from .sparse_kl import KLOptions, SparseTopKKLFunction, Tile
+    from .sparse_kl import KLOptions, SparseTopKKLFunction
+    from .tiles import Tile
 
     opts = KLOptions(reduction="mean", inplace=True, tile=Tile(block_v, num_warps, resident, maxnreg))
     return SparseTopKKLFunction.apply(x.view_as(x), ids, p, None, None, opts, {"grad_enabled": torch.is_grad_enabled()})

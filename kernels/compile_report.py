@@ -123,7 +123,7 @@ def _case(kind: str, dtype: torch.dtype, v: int, tile, *, k: int = 5, variant: s
 
 def shipped_cases():
     """Every launch configuration the heuristic ships, deduplicated by what is compiled."""
-    from .sparse_kl import stream_tile, tile_config
+    from .tiles import stream_tile, tile_config
 
     seen, cases = {}, []
     for dt_name, dtype in DTYPES.items():
@@ -146,7 +146,7 @@ def shipped_cases():
 
 def sweep_cases():
     """Candidate tiles at V = 32128 (re-read) and resident tiles at their own V (bf16, single pass)."""
-    from .sparse_kl import Tile
+    from .tiles import Tile
 
     cases = [("single-pass", "bf16", [32128], Tile(bv, w, False)) for bv in (2048, 4096, 8192, 16384) for w in (4, 8, 16, 32)]
     cases += [("single-pass", "bf16", [bv], Tile(bv, w, True)) for bv in (2048, 4096, 8192, 16384, 32768) for w in (4, 8, 16, 32)]

@@ -165,7 +165,7 @@ def test_liger_missing_and_broken_are_told_apart(monkeypatch):
 
 
 def test_tune_reaches_resident_and_reread_tiles_without_spilling_configs():
-    from kernels.sparse_kl import tile_config
+    from kernels.tiles import tile_config
 
     small = bench.tune_configs(16000, around=True)
     assert small[0] == tuple(tile_config(16000, interpreting=False)[i] for i in (0, 1, 3, 2))  # the heuristic first

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from kernels.compile_report import tools_present
-from kernels.sparse_kl import RESIDENT_MAX, rows_per_sm
+from kernels.tiles import RESIDENT_MAX, rows_per_sm
 
 ROOT = Path(__file__).resolve().parents[2]
 ELEM = {"bf16": 2, "fp16": 2, "fp32": 4}

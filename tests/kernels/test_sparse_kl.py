@@ -12,7 +12,7 @@ from hypothesis import example, given
 
 from kernels import SparseTopKKLLoss, authors_dense_kl, dense_target_from_topk, sparse_topk_kl, sparse_topk_kl_reference
 from kernels.functional import resolve_backend, use_triton
-from kernels.sparse_kl import Tile, stream_tile, tile_config
+from kernels.tiles import Tile, stream_tile, tile_config
 from kl_testutil import (
     DTYPES, LOSS_TOL, RANDOM_SHAPES, SMALL_VOCAB, assert_grad_close, check_random_case, make_inputs, make_weight,
     property_settings, run_both,
