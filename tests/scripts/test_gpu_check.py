@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from scripts.gpu_check import guard
-from scripts.gpu_check.parts import BUDGET_S, PARTS
-from scripts.gpu_check.promote import PromoteError, promote
-
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # scripts/ is not an installed package; run from anywhere
+
+from scripts.gpu_check import guard  # noqa: E402
+from scripts.gpu_check.parts import BUDGET_S, PARTS  # noqa: E402
+from scripts.gpu_check.promote import PromoteError, promote  # noqa: E402
 SYNTHETIC = "SYNTHETIC GPU (test data, not a measurement)"
 
 
