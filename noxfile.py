@@ -3,6 +3,11 @@
     nox -s tests            # the CPU suite (same as README / CI)
     nox -s kernel-bench     # kernel microbenchmarks -> reports/kernels/ (needs a CUDA GPU)
     nox -s tests-gpu        # the GPU correctness suite
+
+The `gpu` sessions install from PyPI with uv and Python 3.11: they suit a networked GPU box. On the
+project's lent GPU machines (offline, Python 3.12, no nox/uv) run `bash scripts/gpu_check.sh`
+instead -- every GPU part in <= 8 minutes -- and promote its folder here with
+`nox -s kernel-baseline -- RUN_DIR` (reports/kernels/README.md, "Docs").
 """
 
 from __future__ import annotations
@@ -72,14 +77,14 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(name="tests-gpu", python="3.11", default=False, tags=["gpu"])
 def tests_gpu(session: nox.Session) -> None:
-    """GPU correctness suite: compiled Triton kernels against the PyTorch references."""
+    """GPU correctness suite: compiled Triton kernels against the PyTorch references (offline GPU machine: part (a) of scripts/gpu_check.sh)."""
     _install(session, gpu=True)
     session.run("python", "-m", "pytest", "-q", "-m", "gpu", "tests/kernels", *session.posargs, env=_env())
 
 
 @nox.session(name="kernel-bench", python="3.11", default=False, tags=["gpu"])
 def kernel_bench(session: nox.Session) -> None:
-    """Kernel microbenchmarks; writes reports/kernels/*.json and a Markdown table."""
+    """Kernel microbenchmarks -> reports/kernels/sparse_kl.md + JSON (offline GPU machine: parts (b)-(d) of scripts/gpu_check.sh)."""
     _install(session, gpu=True)
     session.run("python", "-m", "kernels.bench", *session.posargs, env=_env())
 
@@ -275,7 +280,12 @@ def kernel_compare(session: nox.Session) -> None:
 
 @nox.session(name="kernel-baseline", python="3.11", default=False, tags=["gpu"])
 def kernel_baseline(session: nox.Session) -> None:
-    """The only way the baseline changes: benchmark now (or take -- RESULT.json) and make it reports/kernels/baseline.json."""
+    """The only way the baseline changes: promote a GPU check's folder (-- RUN_DIR [--force], written by
+    `bash scripts/gpu_check.sh`; also writes its reports/ pages), take -- RESULT.json, or benchmark now."""
+    if session.posargs and os.path.isdir(session.posargs[0]):
+        _install(session)  # promoting only reads files: the CPU install is enough
+        session.run("python", "-m", "scripts.gpu_check", "promote", *session.posargs, env=_env())
+        return
     if _rerun_in_container(session):
         return
     _install(session, gpu=True)

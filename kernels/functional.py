@@ -1,9 +1,11 @@
 """Public entry points and the dispatch rule.
 
-backend="auto": CUDA tensors and an importable Triton -> the Triton kernels; anything else -> the
-PyTorch reference. backend="triton" forces the kernels (on CPU this needs TRITON_INTERPRET=1 set
-before triton is first imported; the tests do that). backend="reference" forces the reference.
-Both backends go through the same input checks, so they accept and reject the same inputs.
+backend="auto": CUDA tensors and an importable Triton -> the Triton kernels; anything else (CPU)
+-> "torch", the fast PyTorch path (`sparse_kl_torch.py`: one log_softmax, a closed-form
+gradient). backend="triton" forces the kernels (on CPU this needs TRITON_INTERPRET=1 set before
+triton is first imported; the tests do that). backend="torch" forces the fast PyTorch path on any
+device. backend="reference" forces the slow, obvious reference (autograd), the tests' oracle.
+Every backend goes through the same input checks, so they accept and reject the same inputs.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import os
 import torch
 
 from .reference import MAX_K, bool_mask, check_block_v, check_inputs, sparse_topk_kl_reference
+from .sparse_kl_torch import sparse_topk_kl_torch
 
-BACKENDS = ("auto", "triton", "reference")
+BACKENDS = ("auto", "triton", "torch", "reference")
 OVERWRITTEN = "_sparse_topk_kl_overwritten"  # attribute left on logits whose buffer now holds a gradient
 
 REUSED = (
@@ -28,19 +31,28 @@ def triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-def use_triton(device: torch.device, backend: str) -> bool:
-    """Resolve `backend` for tensors on `device`; raise a clear error when Triton cannot run there."""
+def resolve_backend(device: torch.device, backend: str) -> str:
+    """`backend` for tensors on `device`: "triton", "torch" or "reference"; a clear error when
+    Triton is asked for where it cannot run."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "reference":
-        return False
     if backend == "auto":
-        return device.type == "cuda" and triton_available()
+        return "triton" if device.type == "cuda" and triton_available() else "torch"
+    if backend != "triton":
+        return backend
     if not triton_available():
         raise RuntimeError("backend='triton' but triton is not installed")
     if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
         raise RuntimeError("backend='triton' on CPU tensors needs TRITON_INTERPRET=1 set before triton is imported")
-    return True
+    return "triton"
+
+
+def use_triton(device: torch.device, backend: str) -> bool:
+    return resolve_backend(device, backend) == "triton"
+
+
+def shares_buffer(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
 
 
 def pick_row_weight(weight, row_weight, *, name="weight"):
@@ -100,7 +112,8 @@ def sparse_topk_kl(
     inplace=True lets the Triton backend write the gradient into the logits buffer (in the forward
     for sum/mean); their autograd version is bumped, and reusing them in this function raises.
     validate=True checks ids, probs and weight values (one device sync). block_v / num_warps
-    override the Triton tile heuristic.
+    override the Triton tile heuristic. backend: "auto" (Triton on CUDA, else "torch"), "triton",
+    "torch" (fast PyTorch ops, closed-form gradient) or "reference" (the slow autograd oracle).
     """
     weight = pick_row_weight(weight, row_weight)
     marker = getattr(logits, OVERWRITTEN, None)  # only set on tensors we wrote into (never inference tensors)
@@ -110,13 +123,21 @@ def sparse_topk_kl(
     lead = logits.shape[:-1]
     flat = flatten(logits, ids, probs, mask, weight)
     check_inputs(*flat[:4], ignore_index, temperature, validate, weight=flat[4])
-    if use_triton(logits.device, backend):
-        from .sparse_kl import SparseTopKKLFunction
+    chosen = resolve_backend(logits.device, backend)
+    if chosen == "triton":
+        from .sparse_kl import KLOptions, SparseTopKKLFunction
 
         info = {"grad_enabled": torch.is_grad_enabled()}
-        out = SparseTopKKLFunction.apply(*flat, ignore_index, temperature, reduction, variant, inplace, block_v, num_warps, info)
-        if info.get("overwritten"):
+        opts = KLOptions(ignore_index, temperature, reduction, variant, inplace, block_v, num_warps)
+        out = SparseTopKKLFunction.apply(*flat, opts, info)
+        # Mark the caller's tensor only if its buffer is the one written: a reshape that had to
+        # copy (non-viewable [..., V] logits) leaves the caller's logits untouched.
+        if info.get("overwritten") and shares_buffer(flat[0], logits):
             setattr(logits, OVERWRITTEN, logits._version)
+    elif chosen == "torch":
+        z, i, p, m, w = flat
+        out = sparse_topk_kl_torch(z, i, p, m, weight=w, ignore_index=ignore_index, temperature=temperature,
+                                   reduction=reduction, variant=variant)
     else:
         z, i, p, m, w = flat
         out = sparse_topk_kl_reference(

@@ -11,6 +11,7 @@ import os
 
 import torch
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 
 # Loss: the kernel accumulates in fp32 from the same (rounded) logits the fp64 oracle sees.
 # Gradient: stored in the logits dtype, so one rounding of that dtype relative to the largest entry.
@@ -153,3 +154,54 @@ class SyncCounter:
     @property
     def count(self) -> int:
         return len(self.ops)
+
+
+DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+VARIANTS = st.sampled_from(["corrected", "faithful"])
+# Hypothesis strategies (keyword arguments of `check_random_case`), shared by every backend's tests.
+RANDOM_SHAPES = dict(
+    n=st.integers(1, 9), v=st.integers(2, 600), k=st.integers(1, 9),
+    temperature=st.floats(0.25, 4.0), variant=VARIANTS, seed=st.integers(0, 10**6), weighted=st.booleans(),
+)
+# Tiny vocabularies make q nearly one-hot on the teacher's ids, so C q - c cancels to ~0 and only
+# the absolute floors keep the comparison meaningful.
+SMALL_VOCAB = dict(
+    n=st.integers(1, 4), v=st.integers(2, 8), k=st.integers(1, 8),
+    temperature=st.floats(0.25, 4.0), variant=VARIANTS, seed=st.integers(0, 10**6),
+    dtype=st.sampled_from(DTYPES), reduction=st.sampled_from(["none", "sum", "mean"]), weighted=st.booleans(),
+)
+
+
+def run_both(logits, ids, probs, mask, go=2.0, backend="triton", **kw):
+    """Loss and logits-gradient from `backend` and from the fp64 oracle; the loss is scaled by
+    `go` (a 'not last layer' grad_output != 1; per-row values in [0.5, 2] for reduction='none').
+    Row weights, if any, come in `kw` as weight=."""
+    from kernels import sparse_topk_kl, sparse_topk_kl_reference
+
+    z1 = logits.clone().requires_grad_(True)
+    z2 = logits.clone().requires_grad_(True)
+    l1 = sparse_topk_kl(z1, ids, probs, mask, backend=backend, **kw)
+    ref_kw = {k: v for k, v in kw.items() if k not in ("block_v", "inplace", "num_warps")}
+    l2 = sparse_topk_kl_reference(z2, ids, probs, mask, compute_dtype=torch.float64, **ref_kw)
+    w = torch.full_like(l1, go) if l1.dim() == 0 else torch.linspace(0.5, go, l1.numel(), device=l1.device)
+    (l1 * w).sum().backward()
+    (l2 * w.double()).sum().backward()
+    return l1, l2, z1.grad, z2.grad
+
+
+def check_random_case(n, v, k, temperature, variant, seed, *, dtype=torch.float32, reduction="sum", weighted=False,
+                      backend="triton"):
+    """`backend` vs the fp64 oracle on drawn inputs, with floors that hold for any draw."""
+    k = min(k, v)
+    logits, ids, probs, mask = make_inputs(n, v, k, dtype=dtype, seed=seed)
+    weight = make_weight(n, seed=seed) if weighted else None
+    w_max = max(1.0, weight.max().item()) if weighted else 1.0  # weights are drawn in [0, 2)
+    go = 2.0  # run_both's grad_output: 2 for sum/mean, in [0.5, 2] per row for none
+    l1, l2, g1, g2 = run_both(logits, ids, probs, mask, go=go, backend=backend, weight=weight, reduction=reduction,
+                              variant=variant, temperature=temperature, block_v=128)
+    # Loss: per-row floors times the row scale: none <= w_max each; sum <= n * w_max in all; mean
+    # scales rows by w_i / sum(w) (they add to 1), so n * w_max bounds it too.
+    rows = w_max if reduction == "none" else n * w_max
+    assert_loss_close(l1, l2, atol=loss_atol(logits, temperature, rows), rtol=LOSS_TOL[dtype])
+    # Gradient scale |s| = grad_output x row scale: <= go * w_max (mean: go * w_i / sum(w) <= go).
+    assert_grad_close(g1, g2, dtype, atol=grad_atol(logits, temperature, go * w_max))

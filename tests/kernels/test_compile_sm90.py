@@ -1,10 +1,13 @@
-"""The Triton kernels compile for an H100 (sm_90) without a GPU, and without register spills.
+"""The Triton kernels compile for an H100 (sm_90) without a GPU: no spills, the intended rows per
+SM, the eviction hints and the K-gather ahead of the loop -- for the specialisations that run.
 
 The interpreter runs the kernels' Python, not the compiler: a construct the GPU compiler rejects,
-or a tile that spills registers to local memory, would only show up on a GPU. Triton ships ptxas
-and cuobjdump, so a subprocess without TRITON_INTERPRET compiles every configuration the tile
-heuristic picks (ahead of time, for GPUTarget("cuda", 90, 32)) and reads each cubin's resource
-usage. Skipped where Triton has no NVIDIA backend tools.
+a tile that spills registers or an occupancy other than the one the heuristic was chosen for only
+show up in compiled code. `python -m kernels.compile_report` compiles every shipped configuration
+ahead of time (built by the launchers' own argument helpers and specialised as Triton's JIT
+specialises a real launch: i32 strides, divisibility hints, None pointers) with Triton's bundled
+ptxas, and writes reports/kernels/sm90_compile.{json,md}; this test runs it in a subprocess
+(without TRITON_INTERPRET) and checks the table, and that the committed report is current.
 """
 
 from __future__ import annotations
@@ -17,72 +20,79 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("triton", reason="the sm_90 compiles need Triton (with its NVIDIA backend tools)")
+
+from kernels.compile_report import tools_present  # noqa: E402
+from kernels.tiles import RESIDENT_MAX, rows_per_sm  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
-
-SCRIPT = r"""
-import json, os, subprocess, sys, tempfile
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-from kernels.grad_scale import _scale_rows_kernel
-from kernels.sparse_kl import _sparse_kl_bwd_kernel, _sparse_kl_fwd_kernel, _weight_sum_kernel, tile_config
-
-CUOBJDUMP = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
-TARGET = GPUTarget("cuda", 90, 32)
+ELEM = {"bf16": 2, "fp16": 2, "fp32": 4}
 
 
-def usage(fn, types, constexprs, num_warps):
-    sig = {name: types.get(name, "constexpr") for name in fn.arg_names}
-    kernel = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=constexprs), target=TARGET, options={"num_warps": num_warps})
-    with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
-        f.write(kernel.asm["cubin"])
-    out = subprocess.run([CUOBJDUMP, "-res-usage", f.name], capture_output=True, text=True, check=True).stdout
-    os.unlink(f.name)
-    line = next(l for l in out.splitlines() if "REG:" in l)
-    return {k: int(v) for k, v in (item.split(":") for item in line.split() if item.split(":")[0] in ("REG", "STACK"))}
-
-
-rows = []
-for dt in ("bf16", "fp32"):
-    fwd = dict(logits_ptr="*" + dt, logits_stride="i64", grad_ptr="*" + dt, grad_stride="i64", ids_ptr="*i64",
-               ids_stride="i64", probs_ptr="*fp32", probs_stride="i64", mask_ptr="*i8", rw_ptr="*fp32", denom_ptr="*fp32",
-               loss_ptr="*fp32", lse_ptr="*fp32", csum_ptr="*fp32", coef_ptr="*fp32", coef_stride="i64", V="i32", K="i32",
-               ignore_index="i32", inv_t="fp32")
-    bwd = dict(logits_ptr="*" + dt, logits_stride="i64", grad_ptr="*" + dt, grad_stride="i64", ids_ptr="*i64",
-               ids_stride="i64", coef_ptr="*fp32", coef_stride="i64", lse_ptr="*fp32", csum_ptr="*fp32", scale_ptr="*fp32",
-               scale_stride="i32", V="i32", K="i32", ignore_index="i32", inv_t="fp32")
-    for v in (1000, 8000, 16384, 32128):
-        bv, nw = tile_config(v, interpreting=False)
-        for name, variant, bk, write, stats in (("single-pass", 0, 8, True, False), ("stats", 1, 64, False, True)):
-            c = dict(HAS_MASK=True, HAS_RW=True, HAS_DENOM=write, VARIANT=variant, WRITE_GRAD=write, STORE_STATS=stats,
-                     ONE_TILE=v <= bv, BLOCK_V=bv, BLOCK_K=bk)
-            rows.append((f"fwd {name} {dt} V={v}", usage(_sparse_kl_fwd_kernel, fwd, c, nw)))
-        rows.append((f"bwd {dt} V={v}", usage(_sparse_kl_bwd_kernel, bwd, dict(BLOCK_V=bv, BLOCK_K=64), nw)))
-    sc = dict(src_ptr="*" + dt, src_stride="i64", dst_ptr="*" + dt, dst_stride="i64", n_cols="i32", num_ptr="*fp32", den_ptr="*fp32")
-    for always in (False, True):
-        rows.append((f"scale {dt} always={always}", usage(_scale_rows_kernel, sc, dict(ALWAYS=always, BLOCK=4096), 8)))
-ws = dict(ids_ptr="*i64", ids_stride="i64", probs_ptr="*fp32", probs_stride="i64", mask_ptr="*i8", rw_ptr="*fp32",
-          part_ptr="*fp32", N="i32", K="i32", ignore_index="i32")
-rows.append(("weight_sum", usage(_weight_sum_kernel, ws, dict(HAS_MASK=True, HAS_RW=True, BLOCK_N=128, BLOCK_K=8), 4)))
-print(json.dumps(rows))
-"""
-
-
-def _tools_present() -> bool:
-    try:
-        import triton
-    except ImportError:
-        return False
-    bin_dir = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
-    return (bin_dir / "ptxas").exists() and (bin_dir / "cuobjdump").exists()
-
-
-@pytest.mark.skipif(not _tools_present(), reason="this Triton install has no NVIDIA backend tools (ptxas, cuobjdump)")
-def test_heuristic_configs_compile_for_sm90_without_spills():
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    if not tools_present():
+        pytest.skip("this Triton install has no NVIDIA backend tools (ptxas, cuobjdump)")
+    out = tmp_path_factory.mktemp("sm90")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "kernels.compile_report", "--out", str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    rows = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert len(rows) == 2 * (4 * 3 + 2) + 1
-    spilled = [(name, use) for name, use in rows if use["STACK"] != 0]
+    return json.loads((out / "sm90_compile.json").read_text())
+
+
+def loss_rows(report, kind):
+    return [r for r in report["rows"] if r["kernel"] == kind]
+
+
+def test_no_spills_and_i32_strides(report):
+    rows = report["rows"]
+    assert {r["kernel"] for r in rows} == {"single-pass", "stats", "bwd", "scale", "weight_sum"}
+    spilled = [r for r in rows if r["stack_bytes"] or r["local_bytes"]]
     assert not spilled, f"register spills (local-memory stack) in: {spilled}"
+    assert all(r["stride_type"] == "i32" for r in rows if r["kernel"] != "weight_sum")  # what a real launch passes
+
+
+def test_single_tile_and_reread_paths_are_both_compiled_at_their_occupancy(report):
+    for r in loss_rows(report, "single-pass"):
+        v = max(r["V"])
+        if r["resident"]:
+            assert v <= RESIDENT_MAX and r["blocks_per_sm"] >= 2, r
+        else:
+            assert r["blocks_per_sm"] == rows_per_sm(v, ELEM[r["dtype"]]), r  # 2-3 rows per SM where L2 holds them
+    for dtype in ("bf16", "fp32"):
+        kinds = {r["resident"] for r in loss_rows(report, "single-pass") if r["dtype"] == dtype}
+        assert kinds == {True, False}, dtype
+    assert {r["resident"] for r in loss_rows(report, "stats") if r["dtype"] == "fp16"} == {True, False}
+    assert not loss_rows(report, "single-pass") or all(r["dtype"] != "fp16" for r in loss_rows(report, "single-pass"))
+
+
+def test_eviction_hints_and_the_gather_ahead_of_the_loop(report):
+    for r in loss_rows(report, "single-pass"):
+        assert r["ptx_evict_first_stores"] >= 1, r  # gradient stores stream
+        if not r["resident"]:
+            assert r["ptx_evict_last_loads"] >= 1 and r["ptx_evict_first_loads"] >= 1, r  # pass 1 kept in L2, pass 2 last use
+            assert "evict_last" in r["l2_policies"], r
+            assert r["loads_before_loop"] == 6, r  # ids, K-gather, probs, mask, weight, divisor
+    for r in loss_rows(report, "stats"):
+        assert r["ptx_evict_last_loads"] == 0, r  # nothing is re-read after the stats forward
+        if not r["resident"]:
+            assert r["loads_before_loop"] == 5, r  # ids, K-gather, probs, mask, weight
+    for r in loss_rows(report, "bwd"):
+        assert r["ptx_evict_first_stores"] >= 1 and r["loads_before_loop"] == 6, r  # lse, csum, scale, ids, coef, gather
+
+
+def test_persistent_scale_kernel_is_small(report):
+    for r in loss_rows(report, "scale"):
+        assert r["blocks_per_sm"] >= 2, r  # the persistent grid (2 programs per SM) is resident at once
+
+
+def test_committed_report_is_current(report):
+    committed = ROOT / "reports" / "kernels" / "sm90_compile.json"
+    data = json.loads(committed.read_text())
+    if data["meta"]["triton"] != report["meta"]["triton"]:
+        pytest.skip(f"committed report from triton {data['meta']['triton']}, this is {report['meta']['triton']}")
+    keys = ("kernel", "dtype", "V", "block_v", "num_warps", "maxnreg", "resident", "registers", "stack_bytes", "blocks_per_sm")
+    fresh = [{k: r[k] for k in keys} for r in report["rows"]]
+    old = [{k: r[k] for k in keys} for r in data["rows"]]
+    assert fresh == old, "kernels changed: rerun `python -m kernels.compile_report` and commit reports/kernels/sm90_compile.*"

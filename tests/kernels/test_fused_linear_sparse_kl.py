@@ -31,7 +31,7 @@ def grads_both(n, d, v, k, *, dtype=torch.float32, with_bias=True, chunk_size=No
     return l1, l2, leaves
 
 
-@pytest.mark.parametrize("backend", ["triton", "reference"])
+@pytest.mark.parametrize("backend", ["triton", "torch", "reference"])
 @pytest.mark.parametrize("variant", ["corrected", "faithful"])
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 @pytest.mark.parametrize("chunk_size", [None, 7, 64])
@@ -42,7 +42,7 @@ def test_matches_eager(backend, variant, reduction, chunk_size):
         assert_grad_close(got.grad, want.grad, torch.float32)
 
 
-@pytest.mark.parametrize("backend", ["triton", "reference"])
+@pytest.mark.parametrize("backend", ["triton", "torch", "reference"])
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 def test_row_weights_match_eager(backend, reduction):
     rw = make_weight(37)
@@ -69,7 +69,7 @@ def count_matmuls(fn):
     return len(names)
 
 
-@pytest.mark.parametrize("backend", ["triton", "reference"])
+@pytest.mark.parametrize("backend", ["triton", "torch", "reference"])
 def test_only_requested_gradients_are_computed(backend):
     # 3 chunks: logits mm per chunk, plus grad_h and grad_W matmuls only when those are wanted.
     _, ids, probs, mask = make_inputs(12, 200, 4)
@@ -152,11 +152,71 @@ def test_module_and_errors():
         fused_linear_sparse_topk_kl(h, w, ids.view(2, 3, 3).clamp(min=0) + 100, probs.view(2, 3, 3))
 
 
-def test_default_chunk_size_follows_liger_heuristic():
-    # Liger's documented example: BT=16384, V=32000, H=4096 -> chunk 2048.
-    assert default_chunk_size(16384, 32000, 4096) == 2048
-    assert default_chunk_size(3, 32000, 4096) == 1  # ceil(3 / 8) = 1
-    assert default_chunk_size(16384, 100, 4096) == 16384
+def test_default_chunk_size_from_the_bytes_model():
+    # Flan-T5-XL's head (V=32128, d=2048, bf16, fp32 accumulator): the traffic model asks for 16K
+    # rows, the 256 MiB cap on a logits chunk gives 4096; V=151936 caps at 512; never more than N.
+    assert default_chunk_size(16384, 32128, 2048, elem=2, acc_elem=4) == 4096
+    assert default_chunk_size(16384, 151936, 2048, elem=2, acc_elem=4) == 512
+    assert default_chunk_size(1000, 32128, 2048) == 1000
+    assert default_chunk_size(16384, 32128, 64, elem=4, acc_elem=4) == 256  # small d: small fixed cost per chunk
+    for n, v, d in ((1, 10, 1), (7, 555, 24), (10**6, 262144, 8192)):
+        c = default_chunk_size(n, v, d)
+        assert 1 <= c <= n and (c == n or c & (c - 1) == 0)
+
+
+def matmul_dtypes(fn):
+    """dtypes of the mm/addmm operands (first two tensors) run inside fn()."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen = []
+
+    class Spy(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func._schema.name.split("::")[-1] in ("mm", "addmm", "addmm_"):
+                seen.append(tuple(a.dtype for a in args if isinstance(a, torch.Tensor))[-2:])
+            return func(*args, **(kwargs or {}))
+
+    with Spy():
+        out = fn()
+    return seen, out
+
+
+@pytest.mark.parametrize("backend", ["triton", "torch"])
+def test_bf16_autocast_runs_the_gemms_in_bf16(backend):
+    # fp32 hidden states and head under bf16 autocast (T5's decoder output and lm_head): the GEMMs
+    # run in bf16 as autocast would run a matmul (`out=` calls are not autocast-eligible, so this is
+    # done by hand), gradients come back in fp32, and the result matches eager under autocast.
+    _, ids, probs, mask = make_inputs(24, 300, 4)
+    g = torch.Generator().manual_seed(8)
+    h0, w0 = torch.randn(24, 32, generator=g), torch.randn(300, 32, generator=g) / 6
+    h, w = h0.clone().requires_grad_(True), w0.clone().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        seen, loss = matmul_dtypes(lambda: fused_linear_sparse_topk_kl(h, w, ids, probs, mask, backend=backend, chunk_size=8))
+    assert seen and all(d == (torch.bfloat16, torch.bfloat16) for d in seen), seen
+    loss.backward()
+    assert h.grad.dtype == torch.float32 and w.grad.dtype == torch.float32
+    h2, w2 = h0.clone().requires_grad_(True), w0.clone().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = h2 @ w2.t()
+    assert logits.dtype == torch.bfloat16
+    want = sparse_topk_kl_reference(logits, ids, probs, mask)
+    want.backward()
+    torch.testing.assert_close(loss, want, atol=2e-2, rtol=2e-2)
+    for got, ref in ((h.grad, h2.grad), (w.grad, w2.grad)):
+        assert (got - ref).abs().max() <= 4 * GRAD_RTOL[torch.bfloat16] * ref.abs().max()
+
+
+def test_fp16_is_refused_and_fp16_autocast_stays_fp32():
+    _, ids, probs, mask = make_inputs(8, 100, 3)
+    h, w = torch.randn(8, 16), torch.randn(100, 16)
+    with pytest.raises(TypeError, match="fp16 hidden/weight are not supported"):
+        fused_linear_sparse_topk_kl(h.half(), w.half(), ids, probs, mask, backend="torch")
+    try:
+        with torch.autocast("cpu", dtype=torch.float16):
+            seen, _ = matmul_dtypes(lambda: fused_linear_sparse_topk_kl(h, w, ids, probs, mask, backend="torch", chunk_size=4))
+    except RuntimeError as e:  # an older CPU autocast without fp16
+        pytest.skip(f"CPU autocast has no fp16 here: {e}")
+    assert seen and all(d == (torch.float32, torch.float32) for d in seen), seen
 
 
 @pytest.mark.gpu
@@ -193,3 +253,27 @@ def test_gpu_peak_memory_vs_eager():
     fused = peak(lambda h, w: fused_linear_sparse_topk_kl(h, w, ids, probs, mask, validate=False))
     ref = peak(lambda h, w: eager(h, w, None, ids, probs, mask))
     assert fused <= 0.2 * ref, f"fused peak {fused / 2**20:.0f} MiB vs eager {ref / 2**20:.0f} MiB"
+
+
+@pytest.mark.gpu
+def test_gpu_bf16_autocast_fp32_inputs():
+    # T5 on CUDA under bf16 autocast: fp32 decoder output and head, bf16 GEMMs (out_dtype fp32 for grad_W).
+    from kernels import fused_linear_sparse_kl
+
+    _, ids, probs, mask = make_inputs(2048, 8, 5, device="cuda")
+    ids = torch.randint(0, 32128, (2048, 5), device="cuda")
+    h = torch.randn(2048, 512, device="cuda", requires_grad=True)
+    w = (torch.randn(32128, 512, device="cuda") / 512**0.5).requires_grad_(True)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        seen, loss = matmul_dtypes(lambda: fused_linear_sparse_topk_kl(h, w, ids, probs, mask, chunk_size=512))
+    assert all(d == (torch.bfloat16, torch.bfloat16) for d in seen), seen
+    loss.backward()
+    h2, w2 = h.detach().clone().requires_grad_(True), w.detach().clone().requires_grad_(True)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        want = sparse_topk_kl_reference(h2 @ w2.t(), ids, probs, mask)
+    want.backward()
+    torch.testing.assert_close(loss, want, atol=2e-2, rtol=2e-2)
+    for got, ref in ((h.grad, h2.grad), (w.grad, w2.grad)):
+        assert got.dtype == torch.float32
+        assert (got - ref).abs().max() <= 4 * GRAD_RTOL[torch.bfloat16] * ref.abs().max()
+    assert not fused_linear_sparse_kl._NO_OUT_DTYPE

@@ -49,3 +49,19 @@ def test_scale_rows_rejects_unsupported_layouts():
     one = torch.ones(1)
     with pytest.raises(ValueError, match="unit last stride"):
         scale_rows_(torch.randn(8, 6).t(), one, one)
+
+
+def test_persistent_grid_is_a_few_programs_per_sm():
+    # A [16384, 32128] gradient is 131,072 tiles of 4096; the grid stays at 2 programs per SM, each
+    # striding over its tiles (and returning at once when the factor is 1).
+    from kernels.grad_scale import PROGRAMS_PER_SM, scale_launch
+
+    meta_src = torch.empty(16384, 32128, dtype=torch.bfloat16, device="meta")
+    grid, _, meta = scale_launch(meta_src, meta_src, torch.ones(1), torch.ones(1), sms=132, always=False)
+    assert grid == (PROGRAMS_PER_SM * 132,) and meta["BLOCK"] == 4096
+    small = torch.empty(3, 100, device="meta")
+    assert scale_launch(small, small, torch.ones(1), torch.ones(1), sms=132, always=False)[0] == (3,)
+    # More tiles than programs on the interpreter's 4 "SMs": every tile is still scaled.
+    src = torch.randn(9, 9000)
+    got = scale_rows_(src.clone(), torch.tensor([3.0]), torch.ones(1))
+    assert torch.equal(got, (src * 3.0))

@@ -177,7 +177,7 @@ def test_reference_backend_supports_double_backward():
     torch.testing.assert_close(hvp, (gp - gm) / (2 * h), atol=1e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize("backend", ["triton", "reference"])
+@pytest.mark.parametrize("backend", ["triton", "torch", "reference"])
 def test_fused_linear_refuses_double_backward_and_reruns_a_retained_graph(backend):
     _, ids, probs, mask = make_inputs(10, 200, 4)
     g = torch.Generator().manual_seed(3)
@@ -190,3 +190,44 @@ def test_fused_linear_refuses_double_backward_and_reruns_a_retained_graph(backen
     (g1,) = torch.autograd.grad(2 * loss, h, retain_graph=True)
     (g2,) = torch.autograd.grad(3 * loss, h)
     torch.testing.assert_close(g2, 1.5 * g1, atol=1e-7, rtol=1e-6)
+
+
+def test_reshape_that_copies_does_not_mark_the_callers_logits():
+    # [B, T, V] logits that cannot be viewed as [N, V] (a transposed batch): flatten copies them,
+    # the kernel writes into the copy, so the caller's tensor is untouched and stays usable.
+    logits, ids, probs, mask = inputs(n=12)
+    z = logits.view(3, 4, 500).transpose(0, 1).contiguous().transpose(0, 1).requires_grad_(False).clone()
+    z = z.transpose(0, 1).contiguous().transpose(0, 1)  # [3, 4, 500] with a batch stride < the row stride
+    assert not z.is_contiguous()
+    x = z.clone().transpose(0, 1).contiguous().transpose(0, 1).requires_grad_(True)
+    kw = dict(backend="triton", inplace=True)
+    first = sparse_topk_kl(x, ids.view(3, 4, 5), probs.view(3, 4, 5), mask.view(3, 4), **kw)
+    assert torch.equal(x.detach(), z)  # the copy took the gradient, not the caller's buffer
+    again = sparse_topk_kl(x, ids.view(3, 4, 5), probs.view(3, 4, 5), mask.view(3, 4), **kw)  # no false "overwritten"
+    torch.testing.assert_close(again, first)
+    # A reshape that is a view: the caller's buffer is written, and reuse is refused.
+    y = logits.clone().view(3, 4, 500).requires_grad_(True)
+    sparse_topk_kl(y, ids.view(3, 4, 5), probs.view(3, 4, 5), mask.view(3, 4), **kw)
+    with pytest.raises(RuntimeError, match="overwritten with their gradient"):
+        sparse_topk_kl(y, ids.view(3, 4, 5), probs.view(3, 4, 5), mask.view(3, 4), **kw)
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_fp16_gradient_is_scaled_before_it_is_rounded(inplace):
+    # GradScaler multiplies the loss by 2^16 before backward. With fp16 logits the gradient is
+    # written in the backward, already scaled, so entries of a mean over rows (~q/N) that fp16
+    # cannot hold before the scale survive; rounding first would flush them to 0.
+    reduction = "mean"
+    n, v = 64, 3000
+    logits, ids, probs, mask = make_inputs(n, v, 5, dtype=torch.float16, scale=6.0, mask_frac=0.0)
+    scale = 2.0**16
+    z = logits.clone().requires_grad_(True)
+    (scale * sparse_topk_kl(z, ids, probs, mask, reduction=reduction, backend="triton", inplace=inplace)).backward()
+    zr = logits.clone().double().requires_grad_(True)
+    (scale * sparse_topk_kl_reference(zr, ids, probs, mask, reduction=reduction, compute_dtype=torch.float64)).backward()
+    want, got = zr.grad, z.grad.double()
+    tiny_before = want.abs() / scale < torch.finfo(torch.float16).smallest_normal * 2**-10  # below fp16's subnormals
+    sizable = want.abs() > 1e-3  # representable after the scale
+    assert (tiny_before & sizable).sum() > 100  # the case exists in this draw
+    rel = ((got - want).abs() / want.abs())[sizable]
+    assert rel.max() <= 2e-3, rel.max()

@@ -9,31 +9,14 @@ import sys
 import pytest
 import torch
 from hypothesis import example, given
-from hypothesis import strategies as st
 
 from kernels import SparseTopKKLLoss, authors_dense_kl, dense_target_from_topk, sparse_topk_kl, sparse_topk_kl_reference
-from kernels.functional import use_triton
-from kernels.sparse_kl import tile_config
+from kernels.functional import resolve_backend, use_triton
+from kernels.tiles import Tile, stream_tile, tile_config
 from kl_testutil import (
-    LOSS_TOL, assert_grad_close, assert_loss_close, grad_atol, loss_atol, make_inputs, make_weight, property_settings,
+    DTYPES, LOSS_TOL, RANDOM_SHAPES, SMALL_VOCAB, assert_grad_close, check_random_case, make_inputs, make_weight,
+    property_settings, run_both,
 )
-
-DTYPES = [torch.float32, torch.bfloat16, torch.float16]
-
-
-def run_both(logits, ids, probs, mask, go=2.0, **kw):
-    """Loss and logits-gradient from the kernel and from the fp64 oracle; the loss is scaled by
-    `go` (a 'not last layer' grad_output != 1; per-row values in [0.5, 2] for reduction='none').
-    Row weights, if any, come in `kw` as weight=."""
-    z1 = logits.clone().requires_grad_(True)
-    z2 = logits.clone().requires_grad_(True)
-    l1 = sparse_topk_kl(z1, ids, probs, mask, backend="triton", **kw)
-    ref_kw = {k: v for k, v in kw.items() if k not in ("block_v", "inplace", "num_warps")}
-    l2 = sparse_topk_kl_reference(z2, ids, probs, mask, compute_dtype=torch.float64, **ref_kw)
-    w = torch.full_like(l1, go) if l1.dim() == 0 else torch.linspace(0.5, go, l1.numel(), device=l1.device)
-    (l1 * w).sum().backward()
-    (l2 * w.double()).sum().backward()
-    return l1, l2, z1.grad, z2.grad
 
 
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
@@ -64,18 +47,25 @@ def test_single_pass_one_tile_rows(dtype, reduction):
 
 
 def test_tile_heuristic():
-    # GPU: one tile per row up to 16K, 16K tiles over 32 warps beyond (a 32K tile spills, see
-    # test_compile_sm90). Interpreter: tiles up to 64K. Overrides are checked.
-    assert tile_config(32128, interpreting=False) == (16384, 32)
-    assert tile_config(151936, interpreting=False) == (16384, 32)
-    assert tile_config(8000, interpreting=False) == (8192, 16)
-    assert tile_config(1000, interpreting=False) == (1024, 4)
-    assert tile_config(50257, interpreting=True) == (65536, 32)
-    assert tile_config(50257, 4096, 16, interpreting=False) == (4096, 16)
+    # GPU (from the sm_90 compiles, reports/kernels/sm90_compile.md): one register-resident tile up
+    # to 16K; wider rows loop over re-read tiles with 3, 2 or 1 rows per SM as the rows in flight fit
+    # in L2. Interpreter: tiles up to 64K. Overrides are checked.
+    assert tile_config(1000, interpreting=False) == Tile(1024, 4, True)
+    assert tile_config(8000, interpreting=False) == Tile(8192, 16, True)
+    assert tile_config(16384, elem=4, interpreting=False) == Tile(16384, 16, True)
+    assert tile_config(32128, elem=2, interpreting=False) == Tile(8192, 16, False, 40)  # 3 rows per SM
+    assert tile_config(32128, elem=4, interpreting=False) == Tile(8192, 16, False, None)  # 2 rows per SM
+    assert tile_config(151936, elem=2, interpreting=False) == Tile(16384, 32, False, None)  # 1 row per SM
+    assert tile_config(8000, resident=False, interpreting=False) == Tile(8192, 16, False)
+    assert tile_config(50257, interpreting=True) == Tile(65536, 16, True)
+    assert tile_config(50257, 4096, 16, interpreting=False) == Tile(4096, 16, False)
+    assert stream_tile(151936, interpreting=False) == Tile(8192, 16, False, 40)
     with pytest.raises(ValueError, match="num_warps"):
         tile_config(1000, None, 3)
     with pytest.raises(ValueError, match="block_v"):
         tile_config(1000, 1000)
+    with pytest.raises(ValueError, match="resident=True needs"):
+        tile_config(32128, 8192, resident=True)
 
 
 def test_faithful_matches_authors_dense_formula():
@@ -243,29 +233,8 @@ def test_vocab_256k():
     assert_grad_close(g1, g2, torch.bfloat16)
 
 
-def check_random_case(n, v, k, temperature, variant, seed, *, dtype=torch.float32, reduction="sum", weighted=False):
-    """Kernel vs fp64 oracle on drawn inputs, with floors that hold for any draw (kl_testutil)."""
-    k = min(k, v)
-    logits, ids, probs, mask = make_inputs(n, v, k, dtype=dtype, seed=seed)
-    weight = make_weight(n, seed=seed) if weighted else None
-    w_max = max(1.0, weight.max().item()) if weighted else 1.0  # weights are drawn in [0, 2)
-    go = 2.0  # run_both's grad_output: 2 for sum/mean, in [0.5, 2] per row for none
-    l1, l2, g1, g2 = run_both(logits, ids, probs, mask, go=go, weight=weight, reduction=reduction, variant=variant,
-                              temperature=temperature, block_v=128)
-    # Loss: per-row floors times the row scale: none <= w_max each; sum <= n * w_max in all; mean
-    # scales rows by w_i / sum(w) (they add to 1), so n * w_max bounds it too.
-    rows = w_max if reduction == "none" else n * w_max
-    assert_loss_close(l1, l2, atol=loss_atol(logits, temperature, rows), rtol=LOSS_TOL[dtype])
-    # Gradient scale |s| = grad_output x row scale: <= go * w_max (mean: go * w_i / sum(w) <= go).
-    assert_grad_close(g1, g2, dtype, atol=grad_atol(logits, temperature, go * w_max))
-
-
 @property_settings(max_examples=12)
-@given(
-    n=st.integers(1, 9), v=st.integers(2, 600), k=st.integers(1, 9),
-    temperature=st.floats(0.25, 4.0), variant=st.sampled_from(["corrected", "faithful"]), seed=st.integers(0, 10**6),
-    weighted=st.booleans(),
-)
+@given(**RANDOM_SHAPES)
 @example(n=3, v=2, k=1, temperature=1.0, variant="corrected", seed=0, weighted=False)  # once failed: error 9.1e-8 on a 1.3e-3 gradient
 @example(n=3, v=2, k=1, temperature=0.3, variant="corrected", seed=20133, weighted=False)  # cancellation at T < 1: 5.9e-6 on 5.8e-2
 def test_random_shapes(n, v, k, temperature, variant, seed, weighted):
@@ -273,11 +242,7 @@ def test_random_shapes(n, v, k, temperature, variant, seed, weighted):
 
 
 @property_settings(max_examples=25)
-@given(
-    n=st.integers(1, 4), v=st.integers(2, 8), k=st.integers(1, 8),
-    temperature=st.floats(0.25, 4.0), variant=st.sampled_from(["corrected", "faithful"]), seed=st.integers(0, 10**6),
-    dtype=st.sampled_from(DTYPES), reduction=st.sampled_from(["none", "sum", "mean"]), weighted=st.booleans(),
-)
+@given(**SMALL_VOCAB)
 def test_random_small_vocab(n, v, k, temperature, variant, seed, dtype, reduction, weighted):
     # Tiny vocabularies make q nearly one-hot on the teacher's ids, so C q - c cancels to ~0 and
     # only the absolute floors keep the comparison meaningful (the case behind the old flake).
@@ -317,9 +282,11 @@ def test_validation_errors(change, error, backend):
 
 
 def test_dispatch_rule():
+    assert resolve_backend(torch.device("cpu"), "auto") == "torch"  # the fast PyTorch path off the GPU
+    assert resolve_backend(torch.device("cpu"), "reference") == "reference"
+    assert resolve_backend(torch.device("cpu"), "torch") == "torch"
+    assert resolve_backend(torch.device("cpu"), "triton") == "triton"  # TRITON_INTERPRET=1 in this session
     assert use_triton(torch.device("cpu"), "auto") is False
-    assert use_triton(torch.device("cpu"), "reference") is False
-    assert use_triton(torch.device("cpu"), "triton") is True  # TRITON_INTERPRET=1 in this session
     logits, ids, probs, mask = make_inputs(5, 64, 3)
     auto = sparse_topk_kl(logits, ids, probs, mask)
     torch.testing.assert_close(auto, sparse_topk_kl_reference(logits, ids, probs, mask))
@@ -350,6 +317,17 @@ def test_gpu_matches_reference_bf16(variant, reduction, n, v):
     l1, l2, g1, g2 = run_both(logits, ids, probs, mask, weight=weight, reduction=reduction, variant=variant)
     torch.testing.assert_close(l1.double(), l2, atol=1e-4, rtol=1e-4)
     assert_grad_close(g1, g2, torch.bfloat16)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("v", [16000, 32128])  # the register-resident tile; re-read 8K tiles
+def test_gpu_matches_reference_fp32_fp16(dtype, v):
+    # fp16 runs the two-kernel path (its gradient is scaled by grad_output before it is rounded).
+    logits, ids, probs, mask = make_inputs(1024, v, 5, dtype=dtype, device="cuda")
+    l1, l2, g1, g2 = run_both(logits, ids, probs, mask, weight=make_weight(1024, device="cuda"), reduction="mean")
+    torch.testing.assert_close(l1.double(), l2, atol=1e-4, rtol=1e-4)
+    assert_grad_close(g1, g2, dtype)
 
 
 @pytest.mark.gpu

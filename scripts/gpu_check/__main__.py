@@ -1,0 +1,3 @@
+from scripts.gpu_check.cli import main
+
+raise SystemExit(main())
