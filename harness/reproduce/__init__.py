@@ -59,7 +59,8 @@ class Reproduction(Outcome):
             for wave in _waves([s for s in steps if s.stage not in ("teacher", "align", "formats") and row in s.rows]):
                 self._run_wave(wave, console)
             written = self.write_report()
-            console.line(f"{row}: {'not run' if row in self.not_run else 'done'}; report updated: {written[0] if written else '-'}")
+            page = next((p for p in written if p.suffix == ".md"), None)
+            console.line(f"{row}: {'not run' if row in self.not_run else 'done'}; report updated: {page or '-'}")
         if not written:
             written = self.write_report()
         for line in self.summary_lines():

@@ -1,7 +1,7 @@
 """The training objective of one micro-batch, computed inside the module accelerate wraps.
 
 Sample matching and distribution matching go through the same kernel (`kernels.sparse_topk_kl`,
-Triton on CUDA, the PyTorch reference on CPU): sample matching is the one-hot case, where the
+Triton on CUDA, its fast PyTorch path on CPU): sample matching is the one-hot case, where the
 `corrected` KL is exactly the token cross-entropy -log q(y). Distribution matching puts the aligned
 teacher top-k on the CoT target tokens and a one-hot EOS after them, as the authors' dense target
 did; answer-only micro-batches always use cross-entropy (their rule). The `faithful` variant also
