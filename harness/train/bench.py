@@ -49,6 +49,7 @@ from harness.benchmarking import (ALLOW_LOAD_HELP, DEFAULT_MAX_LOAD, MAX_LOAD_HE
                                   within)
 from harness.errors import HarnessError, UsageError
 from harness.records import atomic_write
+from harness.train.precision import matmul_precision
 
 PROVIDERS = ("ours-sample", "ours-distribution", "authors", "hf-trainer")
 VOCAB, PAD, EOS = 32128, 0, 1
@@ -165,14 +166,17 @@ def _timed_loop(step, n: int, device, last=contextlib.nullcontext) -> list[float
     return times
 
 
-def run_ours(cfg, batch, dicts, device, n: int, seed: int, fused: bool, distribution: bool, last=contextlib.nullcontext):
+def run_ours(cfg, batch, dicts, device, n: int, seed: int, fused: bool, distribution: bool, last=contextlib.nullcontext,
+             precision: str = "bf16"):
     """The trainer's micro-batch step (grad_accum 1, micro_batch_mean normalization, no clipping)."""
     from accelerate import Accelerator
 
     from harness.train.losses import DistillationObjective
 
     # The Trainer provider makes the same Accelerator (accelerate's process state must agree).
-    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision="bf16" if device.type == "cuda" else "no")
+    from harness.train.precision import accelerate_mixed_precision
+
+    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=accelerate_mixed_precision(precision) if device.type == "cuda" else "no")
     model = _model(cfg, device, seed)
     objective = DistillationObjective(model, seq2seq=True, variant="faithful", fused=fused, pad_id=0)  # T5's <pad>, as the trainer
     objective, opt = accelerator.prepare(objective, _adamw(model.parameters()))
@@ -209,7 +213,8 @@ def authors_target(dicts, b: int, t: int):
     return target
 
 
-def run_authors(cfg, batch, dicts, device, n: int, seed: int, fused: bool, distribution: bool, last=contextlib.nullcontext):
+def run_authors(cfg, batch, dicts, device, n: int, seed: int, fused: bool, distribution: bool, last=contextlib.nullcontext,
+                precision: str = "fp32"):  # their recipe: always fp32
     from kernels.reference import authors_dense_kl
 
     from harness.train.data import IGNORE
@@ -231,7 +236,8 @@ def run_authors(cfg, batch, dicts, device, n: int, seed: int, fused: bool, distr
     return _timed_loop(step, n, device, last)
 
 
-def run_hf_trainer(cfg, batch, dicts, device, n: int, seed: int, fused: bool, distribution: bool, last=contextlib.nullcontext):
+def run_hf_trainer(cfg, batch, dicts, device, n: int, seed: int, fused: bool, distribution: bool, last=contextlib.nullcontext,
+                   precision: str = "bf16"):
     import torch
     from transformers import PrinterCallback, Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
 
@@ -263,7 +269,7 @@ def run_hf_trainer(cfg, batch, dicts, device, n: int, seed: int, fused: bool, di
         args = Seq2SeqTrainingArguments(
             output_dir=tmp, per_device_train_batch_size=b, gradient_accumulation_steps=1, max_steps=n,
             learning_rate=5e-4, weight_decay=0.01, optim="adamw_torch", lr_scheduler_type="constant", max_grad_norm=0.0,
-            bf16=device.type == "cuda", use_cpu=device.type == "cpu", report_to=[], save_strategy="no", eval_strategy="no",
+            bf16=device.type == "cuda" and precision == "bf16", use_cpu=device.type == "cpu", report_to=[], save_strategy="no", eval_strategy="no",
             logging_strategy="no", disable_tqdm=True, dataloader_num_workers=0, dataloader_pin_memory=device.type == "cuda",
             train_sampling_strategy="sequential", seed=seed)
         trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=Rows(), callbacks=[Clock()])
@@ -308,8 +314,10 @@ def check_options(a: argparse.Namespace) -> None:
         raise UsageError(f"--out: {a.out} exists and is not a folder")
 
 
-def _row(name: str, device, fused: bool) -> dict:
-    return {"precision": "fp32" if name == "authors" or device.type == "cpu" else "bf16 autocast (fp32 weights)",
+def _row(name: str, device, fused: bool, precision: str = "bf16") -> dict:
+    from harness.train.precision import describe
+
+    return {"precision": "fp32" if name == "authors" or device.type == "cpu" else describe(precision, device.type),
             "loss": LOSSES[name], "head": ("fused linear+KL" if fused else "logits") if name.startswith("ours") else "logits"}
 
 
@@ -323,7 +331,8 @@ def bench(a: argparse.Namespace) -> dict:
     cfg = t5_config(a.arch)
     batch, dicts = synthetic_batch(a.batch, a.source_len, a.target_len, a.k, a.seed)
     n = a.warmup + a.steps
-    results = {name: {**_row(name, device, fused), "status": "ok", "repeat_median_ms": [], "step_ms": [], "peak_memory_bytes": None}
+    precision = a.precision or ("bf16" if device.type == "cuda" else "fp32")
+    results = {name: {**_row(name, device, fused, precision), "status": "ok", "repeat_median_ms": [], "step_ms": [], "peak_memory_bytes": None}
                for name in a.providers}
     meter = LoadMeter().start()
     for repeat, order in enumerate(rotations(a.providers, a.repeats)):
@@ -337,7 +346,8 @@ def bench(a: argparse.Namespace) -> dict:
                 torch.cuda.reset_peak_memory_stats(device)
             print(f"bench: repeat {repeat + 1}/{a.repeats}: {name} ...", file=sys.stderr, flush=True)
             try:
-                times = RUNNERS[name](cfg, batch, dicts, device, n, a.seed, fused, name == "ours-distribution")
+                with matmul_precision("fp32" if name == "authors" else precision, device.type):
+                    times = RUNNERS[name](cfg, batch, dicts, device, n, a.seed, fused, name == "ours-distribution", precision=precision)
             except torch.cuda.OutOfMemoryError as e:
                 row.update(status="out of memory", error=str(e).splitlines()[0])
                 continue
@@ -366,7 +376,7 @@ def bench(a: argparse.Namespace) -> dict:
                (v["median"] <= TARGETS[k] if k.startswith("distribution") else v["median"] >= TARGETS[k]))
            for k, v in found.items()}
     settings = {"arch": a.arch, "batch": a.batch, "source_len": a.source_len, "target_len": a.target_len, "k": a.k,
-                "steps": a.steps, "warmup": a.warmup, "repeats": a.repeats, "seed": a.seed, "head": a.head}
+                "steps": a.steps, "warmup": a.warmup, "repeats": a.repeats, "seed": a.seed, "head": a.head, "precision": precision}
     command = command_line(PROG, {**settings, "device": a.device, "providers": a.providers, "max_load": a.max_load,
                                   "allow_load": a.allow_load})
     return {
@@ -500,6 +510,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--repeats", type=int, help=f"repeats, provider order rotated each time (default {REPEATS})")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--head", choices=("auto", "fused", "logits"), default="auto", help="ours: auto = fused on CUDA, logits on CPU")
+    ap.add_argument("--precision", choices=("bf16", "tf32", "fp32"), default=None,
+                    help="ours and hf-trainer (the authors' recipe is fp32 always): default bf16 on CUDA, fp32 on CPU")
     ap.add_argument("--providers", type=lambda s: [x.strip() for x in s.split(",") if x.strip()], default=list(PROVIDERS),
                     help=f"comma-separated subset of {','.join(PROVIDERS)}")
     ap.add_argument("--seed", type=int, default=0)
