@@ -40,6 +40,9 @@ def data_dir(override: str | os.PathLike | None = None, must_exist: bool = True)
     else:
         path = default_cache_dir()
     path = path.expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise DataDirError(f"data directory {path} is a file, not a folder. Set {ENV_DATA_DIR} to the folder holding the data "
+                           f"(e.g. {ENV_DATA_DIR}=../shared/data).")
     if must_exist and not path.is_dir():
         raise DataDirError(
             f"data directory {path} does not exist. Set {ENV_DATA_DIR} to a folder holding the data "

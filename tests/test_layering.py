@@ -56,3 +56,38 @@ def test_harness_imports(path):
 @pytest.mark.parametrize("path", sorted((ROOT / "kernels").rglob("*.py")), ids=lambda p: p.name)
 def test_kernels_never_import_harness(path):
     assert not any(n.split(".")[0] in ("harness", "tasks") for n in imports_of(path))
+
+
+def test_no_import_cycles_between_harness_modules():
+    """The module import graph (imports at module level, the ones that run on import) has no cycle."""
+    import sys
+
+    modules = {}
+    for path in HARNESS_FILES:
+        rel = path.relative_to(ROOT).with_suffix("")
+        name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        tree = ast.parse(path.read_text())
+        top = set()
+        for node in tree.body:  # module level only: imports inside functions run later and cannot cycle at import
+            if isinstance(node, ast.Import):
+                top.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                top.add(node.module)
+                top.update(f"{node.module}.{alias.name}" for alias in node.names)
+        modules[name] = top
+    graph = {m: {t for t in deps if t in modules and t != m} for m, deps in modules.items()}
+    state: dict[str, int] = {}
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+
+    def visit(m, trail):
+        state[m] = 1
+        for t in sorted(graph[m]):
+            if state.get(t) == 1:
+                pytest.fail("import cycle: " + " -> ".join(trail[trail.index(t):] + [t]) if t in trail else t)
+            if not state.get(t):
+                visit(t, trail + [t])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if not state.get(m):
+            visit(m, [m])

@@ -61,17 +61,9 @@ from harness.teacher.base import Completion, Progress, SampleRequest, ScoreReque
 from harness.teacher.server_probe import Capabilities, ServerCapabilityError
 from harness.teacher.token_spelling import display_token, legacy_entries, logprob_or_nan, spell
 
-try:
-    import orjson
+import orjson
 
-    _loads, _dumps = orjson.loads, orjson.dumps
-except ImportError:  # pragma: no cover
-    import json
-
-    _loads = json.loads
-
-    def _dumps(obj) -> bytes:
-        return json.dumps(obj).encode()
+_loads, _dumps = orjson.loads, orjson.dumps
 
 APIS = ("completions", "chat")
 PROBE_TOKENS_HINT = f"{server_probe.PROBE_MAX_TOKENS} new tokens"
@@ -232,6 +224,9 @@ class OpenAITeacher:
         self._server_max_n: int | None = None
         self._random = random.Random()  # jitter; independent of the global seed
         self._one_job = threading.Lock()  # the job state below lives on the instance: one job at a time
+        # One job's state, set by `_run` for the job and dropped after it (the API key with it).
+        self._http = self._url = self._headers = self._sem = self._rpm = self._tpm = None
+        self._pause_until = 0.0
 
     def __repr__(self):
         url = _strip_userinfo(self.config.base_url)
@@ -291,14 +286,7 @@ class OpenAITeacher:
         cfg = self.config
         pool = max(100, cfg.concurrency)
         limits = httpx2.Limits(max_connections=pool, max_keepalive_connections=pool)
-        transport = openai.DefaultAsyncHttpx2Client
-        if cfg.http_client == "aiohttp":
-            try:
-                import aiohttp  # noqa: F401  (openai[aiohttp])
-
-                transport = openai.DefaultAioHttpClient
-            except ImportError:  # pragma: no cover
-                self.notes["aiohttp_missing_used_httpx"] += 1
+        transport = openai.DefaultAioHttpClient if cfg.http_client == "aiohttp" else openai.DefaultAsyncHttpx2Client  # openai[aiohttp] is pinned
         self._http = transport(limits=limits, timeout=cfg.timeout_s)
         self._url = cfg.base_url.rstrip("/")
         self._headers = {  # the key lives here for the job only (dropped in `finally`)
@@ -369,7 +357,7 @@ class OpenAITeacher:
                         raise self._status_error(response, path if probe else None)
                     try:
                         data = _loads(response.content)
-                    except ValueError as err:  # JSON decoding (json / orjson)
+                    except ValueError as err:  # JSON decoding (orjson's error is a ValueError)
                         raise _Retry("malformed", f"undecodable body ({err})") from None
                     if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
                         raise _Retry("malformed", "a body without `choices`")
