@@ -165,6 +165,16 @@ def figures(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11", default=False)
+def specialize(session: nox.Session) -> None:
+    """`python -m harness specialize -- --student MODEL --teacher-config FILE`: your model, the paper's method, the trade-off report."""
+    gpu = _gpu_count() > 0
+    if _rerun_in_container(session, "cuda" if gpu else "cpu"):
+        return
+    _install(session, gpu=gpu)
+    session.run("python", "-m", "harness", "specialize", *session.posargs, env=_env(offline=False))
+
+
+@nox.session(python="3.11", default=False)
 def report(session: nox.Session) -> None:
     """Re-render every report from the results files already under runs/reproduce/ (no training, no eval)."""
     import glob

@@ -175,6 +175,40 @@ def reproduce_command(
         raise typer.Exit(1)
 
 
+@app.command("specialize")
+def specialize_command(
+    student: str = typer.Option(..., "--student", help="the model to specialize: hub id, local folder, tiny (a random T5) or tiny-gpt2"),
+    teacher_config: Path = typer.Option(..., "--teacher-config", help="the teacher job config (README 'Teacher data')"),
+    profile: str = typer.Option("auto", help="auto (gpu when one is visible) | cpu (small slices, a pipeline check) | gpu"),
+    preset: Optional[str] = typer.Option(None, help="training preset (default: the student's: cpu-tiny-gpt2, corrected, …)"),
+    setting: str = typer.Option("corrected", help="the align/formats pipeline: corrected | faithful"),
+    select: Optional[str] = typer.Option(None, help="the checkpoint kept: mas-dev (default) | gsm8k-dev | last"),
+    sets: list[str] = typer.Option([], "--set", help="training override key=value (as `harness train --set`), repeatable"),
+    gpus: Optional[int] = typer.Option(None, help="gpu profile: GPUs to use (default: every visible one)"),
+    work: Path = typer.Option(Path("runs/specialize"), help="working folder (resumable); the student's name is added"),
+    reports: Path = typer.Option(Path("reports/specialize"), help="the trade-off report goes to REPORTS/<student>/"),
+    data_dir: Optional[Path] = typer.Option(None, help="data directory (default $SPEC_DATA_DIR)"),
+    plan: bool = typer.Option(False, "--plan", help="print every step and stop"),
+) -> None:
+    """Specialize your own model: teacher data, alignment onto its tokenizer, distribution matching, and
+    the trade-off report (math gained, generic ability paid) before and after."""
+    from harness.config_files import parse_override
+    from harness.specialize import make
+
+    job = make(student, teacher_config, profile, preset, gpus, work, reports, data_dir, setting=setting, select=select,
+               overrides=dict(parse_override(s) for s in sets))
+    if plan:
+        job.check(models=False)
+        for line in job.plan_lines():
+            typer.echo(line)
+        return
+    for path in job.run():
+        typer.echo(f"specialize: wrote {path}")
+    if job.not_run:
+        _error(f"not finished: {'; '.join(info['reason'] for info in job.not_run.values())}")
+        raise typer.Exit(1)
+
+
 models_app = typer.Typer(no_args_is_help=True, help="Models by hub id: download them, or build the rehearsal's stand-ins.")
 app.add_typer(models_app, name="models")
 

@@ -3,7 +3,7 @@
 The paper's central point, for the user's own model: math up (in-distribution GSM8K,
 out-of-distribution MultiArith/ASDiv/SVAMP), generic ability down (BBH answer-only and CoT), and
 the in-context vs zero-shot balance. Each metric before and after, with a 95% interval (Wilson
-for each value, the normal approximation for the change), the learning curves over the evaluated
+for each value, Newcombe's for the change), the learning curves over the evaluated
 checkpoints, the checkpoint chosen and why, the teacher behind the data and the provenance.
 
 Input: a trade-off results file (schema `tradeoff-1`, written by harness.specialize); output:
@@ -58,11 +58,13 @@ def wilson(percent: float, n: int) -> tuple[float, float]:
 
 
 def change_interval(before: dict, after: dict) -> tuple[float, float, float]:
-    """(after - before, low, high) in points: the normal approximation for a difference of proportions."""
-    p1, p2 = before["value"] / 100, after["value"] / 100
-    se = math.sqrt(p1 * (1 - p1) / before["n"] + p2 * (1 - p2) / after["n"])
-    diff = 100 * (p2 - p1)
-    return diff, diff - 100 * Z95 * se, diff + 100 * Z95 * se
+    """(after - before, low, high) in points, Newcombe's interval for a difference of proportions
+    (from the two Wilson intervals: right at 0% and 100%, where the normal approximation collapses)."""
+    p1, p2 = before["value"], after["value"]
+    l1, u1 = wilson(p1, before["n"])
+    l2, u2 = wilson(p2, after["n"])
+    diff = p2 - p1
+    return diff, diff - math.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2), diff + math.sqrt((u2 - p2) ** 2 + (p1 - l1) ** 2)
 
 
 def _value(v: dict | None) -> str:
@@ -83,7 +85,7 @@ def _change(m: dict) -> tuple[str, str]:
 def metrics_section(data: dict) -> list[Block]:
     blocks: list[Block] = [Heading("What was gained and what was paid"),
                            Para("Accuracy in percent with its 95% interval (Wilson); the change in points with its 95% interval "
-                                "(normal approximation). `up` / `down`: the interval excludes 0.")]
+                                "(Newcombe's, from the two Wilson intervals). `up` / `down`: the interval excludes 0.")]
     for group in GROUPS:
         rows, classes = [], []
         for m in (m for m in data["metrics"] if m["group"] == group):

@@ -52,7 +52,7 @@ class Reproduction(Outcome):
         os.environ.update(self.env())
         steps = self.steps()
         console = Console(self.out, total=len(steps))
-        console.line(f"reproduce {self.table}, profile {self.p.name}: {len(steps)} steps; logs in {self.work / 'logs'}/")
+        console.line(f"{self.headline()}: {len(steps)} steps; logs in {self.work / 'logs'}/")
         self.run_data(console)
         written: list[Path] = []
         for row in self.rows():
@@ -66,6 +66,9 @@ class Reproduction(Outcome):
         for line in self.summary_lines():
             console.line(line)
         return written
+
+    def headline(self) -> str:
+        return f"reproduce {self.table}, profile {self.p.name}"
 
     def run_data(self, console: Console | None = None) -> None:
         """The data steps: teacher -> align -> formats, or the authors' formats imported."""

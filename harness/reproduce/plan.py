@@ -23,13 +23,15 @@ CURVE_TASKS = {"gsm8k_cot_spec_dev": "gsm8k", "mas_cot_spec_dev": "mas", "bbh_ao
 class Plan:
     """One table under one profile: its steps, and the checks made before any of them runs."""
 
+    TABLES = TABLES
+
     def __init__(self, table: str, prof: Profile, work: Path, reports: Path, data_dir: Path, *,
                  authors_formats: Path | None = None, teacher_config: Path | None = None, setting: str = "faithful",
                  checkpoints: dict[str, Path] | None = None, overrides: dict[str, Any] | None = None, select: str | None = None,
                  out: TextIO | None = None):
         import sys
 
-        check_choice("table", table, TABLES)
+        check_choice("table", table, self.TABLES)
         check_choice("--setting", setting, SETTINGS)
         self.table, self.p, self.work, self.reports, self.data_dir = table, prof, Path(work), Path(reports), Path(data_dir)
         self.authors_formats, self.teacher_config, self.setting = authors_formats, teacher_config, setting
@@ -88,12 +90,18 @@ class Plan:
         return [
             Step("teacher", "teacher", rows, teacher, "in-process", job=sample, is_complete=lambda: teacher_job.is_complete(teacher)),
             Step("align", "align", rows, aligned, "in-process",
-                 job=align_job.AlignJob(store=teacher, output=aligned, setting=self.setting, workers=self.p.processes if self.p.cpu else 0),
+                 job=align_job.AlignJob(store=teacher, output=aligned, config=self.align_config(), setting=self.setting),
                  is_complete=lambda: align_job.is_complete(aligned)),
             Step("formats", "formats", rows, formats, "in-process",
                  job=formats_job.FormatsJob(store=teacher, aligned=aligned, output=formats, setting=self.setting),
                  is_complete=lambda: formats_job.is_complete(formats)),
         ]
+
+    def align_config(self):
+        """How teacher samples are aligned: exact mode onto the T5 student's tokens (the paper's students)."""
+        from harness.align.api import AlignConfig
+
+        return AlignConfig()
 
     def train_step(self, row: str, matching: str = "distribution", only: str | None = None, eval_tasks=None) -> Step:
         key = f"train {row} {matching}" + (f" {only}-only" if only else "")
