@@ -59,10 +59,10 @@ def default_preset(model: str, profile: str) -> str:
 def specialize_profile(name: str, student: str, preset: str, gpus: int | None = None) -> Profile:
     if name == "cpu":
         return Profile(
-            "specialize-cpu", models={ROW: student}, presets={ROW: preset}, eval_limit=5, bbh_limit=1, curve_bbh_limit=1,
-            teacher_limit=60, max_gen_toks=64,
-            train_overrides={"epochs": 2, "checkpoint_every_examples": 150, "checkpoints_per_run": None, "eval_limit": 5,
-                             "eval_max_gen_toks": 64, "loss": "distribution"},
+            "specialize-cpu", models={ROW: student}, presets={ROW: preset}, eval_limit=3, bbh_limit=1, curve_bbh_limit=1,
+            teacher_limit=32, max_gen_toks=32,
+            train_overrides={"epochs": 2, "checkpoint_every_examples": None, "checkpoints_per_run": 2, "eval_limit": 3,
+                             "eval_max_gen_toks": 32, "loss": "distribution"},
             launcher="python", processes=1, cpu=True, hub_offline=True, pipeline_check=student.startswith("tiny"), select="mas-dev")
     n = gpus or max(1, gpu_count())
     return Profile("specialize-gpu", models={ROW: student}, presets={ROW: preset}, eval_limit=None, bbh_limit=None,
@@ -85,6 +85,14 @@ class Specialization(Reproduction):
 
     def headline(self) -> str:
         return f"specialize {self.student}, profile {self.p.name}"
+
+    def eval_dir(self, step: Step, model: str) -> Path:
+        """Evaluations live beside every specialization of the --work folder: the student's baseline
+        is measured once and shared by runs with other teachers (the folder's name is a hash of
+        the model, tasks, limits and generation cap)."""
+        from harness.reproduce.steps import cell_dir
+
+        return cell_dir(self.work.parent, model, step.tasks, step.limit, step.split_mode, self.p.max_gen_toks)
 
     def align_config(self):
         from harness.align.api import AlignConfig
