@@ -9,13 +9,21 @@ Offsets here always *tile* the text: token k covers `text[start_k:end_k]`, `end_
 except where the tokenizer dropped whitespace (T5 drops leading/trailing whitespace). A T5 piece's
 span includes the whitespace its `▁` stands for (`▁Nat` covers " Nat", `▁The` after a newline covers
 "\nThe"). Pieces that NFKC normalisation invents (½ → `1`, `⁄`, `2`) may have empty spans.
+
+Every tokenizer also lists its ids (`id_table()`: each id's bytes and whether it is a special
+token). `fingerprint()` hashes that table, so the hash does not depend on the library: tiktoken's
+"gpt2" and the Hugging Face GPT-2 tokenizer hash alike, p50k_base does not. Alignment records the
+student's fingerprint and compares the teacher's with it (equal: the teacher's ids are the student's).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Iterable, Protocol, Sequence
 
 from harness.errors import UsageError
 
@@ -49,6 +57,53 @@ class Tokenizer(Protocol):
     def encode(self, text: str) -> Tokenized: ...
 
     def vocab(self) -> dict[str, int]: ...
+
+    def id_table(self) -> Iterable[tuple[int, bytes, bool]]: ...
+
+
+IdTable = Iterable[tuple[int, bytes, bool]]  # (id, the bytes it stands for, special?)
+
+
+def fingerprint(tokenizer) -> dict:
+    """`{"name", "size", "vocab_sha256"}`: sha256 over every (id, bytes, special) of the tokenizer,
+    in id order. Equal hashes: every id stands for the same bytes (the same special tokens too)."""
+    cached = getattr(tokenizer, "_fingerprint", None)
+    if cached is None:
+        digest = hashlib.sha256()
+        size = 0
+        for token_id, raw, special in sorted(tokenizer.id_table()):
+            digest.update(b"%d\t%s\t%d\n" % (token_id, raw.hex().encode(), int(special)))
+            size += 1
+        cached = {"name": tokenizer.name, "size": size, "vocab_sha256": digest.hexdigest()}
+        try:
+            tokenizer._fingerprint = cached
+        except AttributeError:
+            pass
+    return dict(cached)
+
+
+def text_ids(tokenizer) -> dict[str, int]:
+    """Token text -> id, for the ids whose bytes are whole UTF-8 and spelled by no other id
+    (special tokens by their content). Maps a teacher's token strings onto the same tokenizer's ids.
+    Texts holding U+FFFD are left out: decoders and servers write lost bytes that way."""
+    cached = getattr(tokenizer, "_text_ids", None)
+    if cached is None:
+        seen: dict[str, int] = {}
+        twice: set[str] = set()
+        for token_id, raw, _ in tokenizer.id_table():
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            if text in seen:
+                twice.add(text)
+            seen[text] = token_id
+        cached = {t: i for t, i in seen.items() if t not in twice and t and "\ufffd" not in t}
+        try:
+            tokenizer._text_ids = cached
+        except AttributeError:
+            pass
+    return cached
 
 
 def _chars_before_byte(text: str) -> list[int] | None:
@@ -109,6 +164,14 @@ class TiktokenTokenizer:
             self._vocab = out
         return self._vocab
 
+    def id_table(self) -> IdTable:
+        specials = {self.encoding.encode_single_token(t) for t in self.encoding.special_tokens_set}
+        for i in range(self.encoding.n_vocab):
+            try:
+                yield i, self.encoding.decode_single_token_bytes(i), i in specials
+            except KeyError:
+                continue
+
 
 class SentencePieceTokenizer:
     """The T5 / Flan-T5 SentencePiece model, read directly (ids identical to HF `T5Tokenizer`).
@@ -116,6 +179,8 @@ class SentencePieceTokenizer:
     `vocab()` matches HF's 32,100 entries (32,000 pieces plus `<extra_id_0..99>`), which is the
     vocabulary the authors' transfer rule checked membership against. `encode` adds no `</s>`.
     """
+
+    folds_whitespace = True  # whitespace is no token of its own: it becomes the next piece's `▁`
 
     def __init__(self, model_file: str | Path | None = None, extra_ids: int = 100):
         import sentencepiece as spm
@@ -161,6 +226,21 @@ class SentencePieceTokenizer:
             self._vocab = out
         return self._vocab
 
+    def id_table(self) -> IdTable:
+        """Pieces as bytes (`▁` as a space, `<0xNN>` byte pieces as that byte); control and
+        unknown pieces and `<extra_id_N>` are special, by their text."""
+        for i in range(self.sp.get_piece_size()):
+            piece = self.sp.id_to_piece(i)
+            if self.sp.is_control(i) or self.sp.is_unknown(i):
+                yield i, piece.encode(), True
+            elif self.sp.is_byte(i):
+                yield i, bytes([int(piece[3:5], 16)]), False
+            else:
+                yield i, piece.replace(SPIECE_MARKER, " ").encode(), False
+        n = self.sp.get_piece_size()
+        for k in range(self.extra_ids):
+            yield n + self.extra_ids - 1 - k, f"<extra_id_{k}>".encode(), True
+
     def _piece_table(self) -> list[str]:
         """`id_to_piece` for every id, built once (encode looks up every piece of every text)."""
         table = self.__dict__.get("_pieces")
@@ -203,25 +283,38 @@ class SentencePieceTokenizer:
 
 
 class HFTokenizer:
-    """Any Hugging Face fast tokenizer (e.g. GPT-2 from the data dir's `tokenizers/gpt2/`).
+    """Any Hugging Face fast tokenizer: byte-level BPE (GPT-2, Qwen, Llama-3), SentencePiece-style
+    ones (Llama-2, Mistral, T5's tokenizer.json), from a folder, the hub or the data dir's GPT-2.
 
     Offsets come from `return_offsets_mapping` and are made to tile the text: a whitespace gap
     before a token is given to that token (HF trims the space that a GPT `Ġ` or T5 `▁` stands for),
-    and a character split over several byte-level tokens belongs to the one holding its last byte.
-    Token strings are the text each token covers (literal spaces, no `Ġ`).
+    and a character split over several byte-level or byte-fallback tokens belongs to the one
+    holding its last byte (the tokens before it, like a dummy-prefix `▁`, span nothing). Where the
+    tokenizer keeps whitespace as text (`folds_whitespace` false: everything but T5-like
+    normalisers), any gap goes to the next token and the last token runs to the end of the text.
+    Token strings are the text each token covers (literal spaces, no `Ġ`). Special tokens written
+    in the text are read as special tokens (what training's `tokenizer(text)` does).
     """
 
-    def __init__(self, tokenizer):
+    ANCHORS = ("\n", ".", "0", "x")  # left contexts `pieces_for` tries, first that stays its own token
+
+    def __init__(self, tokenizer, name: str | None = None):
+        if not getattr(tokenizer, "is_fast", True):
+            raise UsageError(f"tokenizer {getattr(tokenizer, 'name_or_path', '?')!r} is a slow (Python) tokenizer: offsets need "
+                             "a fast one (a folder with tokenizer.json)")
         self.tok = tokenizer
-        self.name = f"hf:{getattr(tokenizer, 'name_or_path', type(tokenizer).__name__)}"
+        self.name = name or f"hf:{getattr(tokenizer, 'name_or_path', type(tokenizer).__name__)}"
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_id = pad if pad is not None else 0
+        self.unk_id = tokenizer.unk_token_id
+        self._folds: bool | None = None
+        self._spelled: dict[bool, dict[str, tuple[int, ...]]] = {True: {}, False: {}}
 
     @classmethod
     def gpt2(cls) -> "HFTokenizer":
         from transformers import GPT2TokenizerFast
 
         from harness.config import data_file
-
-        import json
 
         folder = data_file("tokenizers/gpt2")
         vocab = json.loads((folder / "encoder.json").read_text(encoding="utf-8"))
@@ -230,6 +323,22 @@ class HFTokenizer:
         tok = GPT2TokenizerFast(vocab=vocab, merges=merges)
         tok.name_or_path = "gpt2"
         return cls(tok)
+
+    def _ids(self, text: str) -> list[int]:
+        """Ids of `text` with no special tokens added, from the Rust tokenizer itself when there is
+        one (the same ids as `tokenizer(text)`, without its per-call Python overhead)."""
+        backend = getattr(self.tok, "backend_tokenizer", None)
+        if backend is not None:
+            return backend.encode(text, add_special_tokens=False).ids
+        return list(self.tok(text, add_special_tokens=False)["input_ids"])
+
+    @property
+    def folds_whitespace(self) -> bool:
+        """True for tokenizers that drop whitespace into the next piece's `▁` (T5's normaliser):
+        a newline does not survive a round trip."""
+        if self._folds is None:
+            self._folds = "\n" not in self.tok.decode(self._ids("a\nb"), skip_special_tokens=True)
+        return self._folds
 
     def encode(self, text: str) -> Tokenized:
         enc = self.tok(text, add_special_tokens=False, return_offsets_mapping=True)
@@ -241,21 +350,118 @@ class HFTokenizer:
         for i in range(len(offsets) - 1, 0, -1):
             if offsets[i - 1][1] > offsets[i][0]:
                 offsets[i - 1][1] = max(offsets[i - 1][0], offsets[i][0])
+        keeps_text = bool(ids) and not self.folds_whitespace
         starts, ends = [], []
         prev = 0
         for s, e in offsets:
-            if s > prev and text[prev:s].isspace():
+            if s > prev and (keeps_text or text[prev:s].isspace()):
                 s = prev
             s = max(s, prev)
             e = max(e, s)
             starts.append(s)
             ends.append(e)
             prev = e
+        if keeps_text and ends[-1] < len(text):
+            ends[-1] = len(text)
         tokens = [text[s:e] for s, e in zip(starts, ends)]
         return Tokenized(text, tuple(ids), tuple(tokens), tuple(starts), tuple(ends))
 
     def vocab(self) -> dict[str, int]:
         return dict(self.tok.get_vocab())
+
+    def piece(self, i: int) -> str:
+        return self.tok.convert_ids_to_tokens(i)
+
+    def pieces_for(self, fragment: str, after_space: bool) -> tuple[int, ...]:
+        """How this tokenizer spells `fragment` at the start of a text (`after_space`, for T5-like
+        ones also after whitespace) or as a continuation: then it is encoded after a left context
+        (a newline, else '.', '0', 'x') whose own ids must come out unchanged, and those are cut
+        off. That keeps SentencePiece's dummy-prefix `▁` off word-internal pieces. A fragment
+        holding U+FFFD (partial bytes, as servers and decoders spell them) spells nothing.
+        Memoised: teachers repeat their tokens."""
+        cache = self._spelled[after_space]
+        found = cache.get(fragment)
+        if found is None:
+            if not fragment or "\ufffd" in fragment:
+                found = ()
+            elif after_space or (fragment[:1].isspace() and self.folds_whitespace):
+                found = tuple(self._ids(fragment))
+            else:
+                found = self._continuation(fragment)
+            if len(cache) > 500_000:
+                cache.clear()
+            cache[fragment] = found
+        return found
+
+    def _continuation(self, fragment: str) -> tuple[int, ...]:
+        heads = self.__dict__.get("_heads")
+        if heads is None:
+            heads = self._heads = [(anchor, self._ids(anchor)) for anchor in self.ANCHORS]
+        for anchor, head in heads:
+            both = self._ids(anchor + fragment)
+            if head and both[: len(head)] == head and len(both) > len(head):
+                return tuple(both[len(head):])
+        return tuple(self._ids(fragment))
+
+    def id_table(self) -> IdTable:
+        """Each id's bytes: byte-level tokens through GPT-2's byte alphabet, SentencePiece-style
+        ones with `▁` as a space and `<0xNN>` as that byte, others as their UTF-8; added tokens by
+        their content, special as the tokenizer marks them."""
+        added = {i: t for i, t in self.tok.added_tokens_decoder.items()}
+        kinds = _decoder_kinds(self.tok)
+        byte_level = "ByteLevel" in kinds
+        metaspace = "Metaspace" in kinds or "Replace" in kinds
+        byte_fallback = "ByteFallback" in kinds
+        alphabet = _byte_decoder() if byte_level else {}
+        for token, i in self.tok.get_vocab().items():
+            if i in added:
+                yield i, added[i].content.encode(), bool(added[i].special)
+            elif byte_level and all(c in alphabet for c in token):
+                yield i, bytes(alphabet[c] for c in token), False
+            elif byte_fallback and _BYTE_PIECE.fullmatch(token):
+                yield i, bytes([int(token[3:5], 16)]), False
+            elif metaspace:
+                yield i, token.replace(SPIECE_MARKER, " ").encode(), False
+            else:
+                yield i, token.encode(), False
+
+
+_BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>")
+
+
+def _decoder_kinds(tok) -> set[str]:
+    """Every `type` in the tokenizer's decoder (nested sequences included)."""
+    try:
+        decoder = json.loads(tok.backend_tokenizer.to_str()).get("decoder") or {}
+    except (AttributeError, ValueError):
+        return set()
+    kinds: set[str] = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "type" in node:
+                kinds.add(node["type"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(decoder)
+    return kinds
+
+
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's printable alphabet for bytes (`Ġ` = space), reversed: character -> byte."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return {chr(c): b for b, c in zip(printable, chars)}
 
 
 def load_tokenizer(spec: str):

@@ -20,9 +20,14 @@ def run(
     output_path: Path = typer.Argument(..., help="Output: a Parquet folder for a store, a JSONL file for JSONL; resumed if it exists."),
     setting: str = typer.Option("corrected", help="Store input: the text the formats train on: faithful (the authors' ': '-deleted) | corrected."),
     select: str = typer.Option("correct", help="Store input: which samples: correct | correct_faithful | all."),
-    mode: str = typer.Option("exact", help="exact (offset spans, ours) or faithful (the authors' DTW)."),
+    mode: str = typer.Option("exact", help="exact (offset spans, ours; any student) or faithful (the authors' DTW; T5 students only)."),
     framing: str = typer.Option("none", help="authors: apply their ' step'/'\\n' frame checks; none: no frame."),
-    k: int = typer.Option(5, help="Width of the fixed-K output arrays."),
+    k: Optional[int] = typer.Option(None, help="Width of the fixed-K output arrays. Default: 5, or for a store whose steps keep their "
+                                               "own token (top_has_token) its sampling.top_k + 1."),
+    student: str = typer.Option("t5", help="Student tokenizer: t5 | spm:<model file> | hf-gpt2 (the data dir's GPT-2) | "
+                                           "hf:<folder or hub id> (any Hugging Face fast tokenizer)."),
+    identity: str = typer.Option("auto", help="Store input, exact mode: auto (teacher tokenizer = student's by vocabulary hash: "
+                                              "copy the teacher's ids, no alignment) | require (refuse a store whose tokenizer differs) | off."),
     renormalize: bool = typer.Option(False, help="exact mode: scale kept teacher mass to 1."),
     tail: bool = typer.Option(False, help="exact mode: write tail_mass = 1 - kept mass per position."),
     max_mismatch: float = typer.Option(0.2, help="exact mode: share of differing characters tolerated between texts."),
@@ -30,7 +35,7 @@ def run(
     chunk_size: int = typer.Option(64, help="Samples per work unit sent to a worker process."),
     shard_rows: int = typer.Option(4096, help="Store input: aligned rows per output shard (a killed run keeps every finished shard)."),
 ):
-    """Align a teacher store or JSONL onto T5 tokens, with a progress bar; safe to rerun after a crash.
+    """Align a teacher store or JSONL onto the student's tokens (T5 unless --student), with a progress bar; safe to rerun after a crash.
 
     The output remembers its settings: a rerun with the same ones resumes, other ones are refused."""
     import os
@@ -50,7 +55,7 @@ def run(
     check_positive("--shard-rows", shard_rows)
     if not input_path.is_file() and not input_path.is_dir():
         raise DataError(f"{input_path}: no such file or folder (a teacher store or a teacher JSONL)")
-    config = AlignConfig(mode=mode, framing=framing, k=k,
+    config = AlignConfig(mode=mode, framing=framing, k=k, student=student, identity=identity,
                          exact=ExactConfig(renormalize=renormalize, tail=tail, max_mismatch_fraction=max_mismatch))
     console = Console(stderr=True)
     store = input_path.is_dir()

@@ -17,3 +17,12 @@ class FramingError(AlignmentError):
 
 class TextMismatchError(AlignmentError):
     """The teacher's tokens and the student's text spell different texts (beyond T5's normalisation)."""
+
+
+class VocabularyError(AlignmentError):
+    """The identity path: a teacher id the student's vocabulary does not hold (the store's ids are
+    not the student tokenizer's). `field` names the store column."""
+
+    def __init__(self, message: str, field: str = "top_ids"):
+        super().__init__(message)
+        self.field = field

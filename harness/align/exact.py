@@ -14,10 +14,23 @@
    - 1 teacher : n students: the first piece gets the mass of each entry on its own first piece
      (exact when the sampled token spells exactly these n pieces on its own); the rest one-hot.
    - n : 1 and n : m: one-hot (the teacher gave no joint distribution over several steps).
+   - a step right after an empty teacher token completes a character split over several byte
+     tokens: its top-k is a distribution over the character's remaining bytes, not over what
+     starts there, so it gives no target either (one-hot).
 4. Where the teacher's text and the student's text differ (e.g. a cleaned student text), the
    spans touching the differing characters are aligned by the authors' DTW (`faithful_fast`).
    Whitespace-only differences (a leading '\n', '\n' vs ' ') are not differences: they fold.
 Options: renormalise the kept mass to 1, or report the missing mass as a tail bucket.
+
+Any student tokenizer: the student is one of `harness.tokenizers` (T5 SentencePiece, or any
+Hugging Face fast tokenizer) with tiling offsets and `pieces_for`. Step 1's folding applies only to
+students that fold whitespace (`folds_whitespace`: T5 and T5-like normalisers); for the others
+(GPT-2, Qwen, Llama: whitespace is text, `'\n'` is a token) cuts stay where the tokens put them,
+so whitespace tokens are spans like any other, and "after whitespace" in step 3 means "at the
+start of the student text" (where a SentencePiece student adds its dummy-prefix `▁`). Zero-width
+pieces are bytes of a character another piece completes (byte-level or byte-fallback splits) or a
+dummy-prefix `▁`; their teacher steps (empty strings) hold no spellable candidates and are skipped.
+Step 4's DTW compares texts with spaces written `▁` and transfers onto student tokens by their text.
 
 Approximation, documented: at a line-initial position the target is the teacher's distribution
 *after* its '\n' step (P(So | '\n') ...). The '\n' step's own alternatives that T5 would also
@@ -45,7 +58,7 @@ from harness.align.targets import (
     KIND_ONE_TO_ONE,
     AlignedSequence,
 )
-from harness.tokenizers import SentencePieceTokenizer, Tokenized
+from harness.tokenizers import SentencePieceTokenizer, Tokenized, text_ids
 
 
 @dataclass(frozen=True)
@@ -130,11 +143,12 @@ def align_exact(
     teacher_tokens: Sequence[str],
     candidates: Sequence[Sequence[tuple[str, float]]],
     student: Tokenized,
-    student_tokenizer: SentencePieceTokenizer,
+    student_tokenizer,
     config: ExactConfig = ExactConfig(),
     framing: str = "none",
 ) -> AlignedSequence:
-    """Targets for every student token of `student` (the student's tokenization of its text)."""
+    """Targets for every student token of `student` (the student's tokenization of its text, by
+    `student_tokenizer`: a `harness.tokenizers` tokenizer with `pieces_for`)."""
     teacher_tokens, candidates = check_and_strip(teacher_tokens, candidates, framing)
     teacher_text = "".join(teacher_tokens)
     student_text = student.text
@@ -144,7 +158,8 @@ def align_exact(
     if not teacher_text.strip():
         raise TextMismatchError(f"the teacher tokens spell no text but the student text is {student_text[:40]!r}")
     tmap = _TextMap(teacher_text, student_text, config.max_mismatch_fraction)
-    fold = _whitespace_run_ends(student_text).__getitem__
+    folds = getattr(student_tokenizer, "folds_whitespace", True)
+    fold = (_whitespace_run_ends(student_text) if folds else range(len(student_text) + 1)).__getitem__
     n_teachers = len(teacher_tokens)
 
     # Teacher token spans [t_start, t_end) in student coordinates, whitespace folded forward.
@@ -219,8 +234,10 @@ def align_exact(
         if len(teachers) != 1:
             continue  # n:1 and n:m stay one-hot
         i = teachers[0]
+        if i and teacher_tokens[i - 1] == "":
+            continue  # the step completes a character an earlier step began: its top-k are continuations of those bytes
         at = t_char_start[i]
-        after_space = at == 0 or teacher_text[at - 1].isspace()
+        after_space = (at == 0 or teacher_text[at - 1].isspace()) if folds else t_start[i] == 0
         first = pieces[0]
         single = len(pieces) == 1
         # The sampled token must spell exactly these pieces; each candidate then counts on the
@@ -250,6 +267,12 @@ def align_exact(
             derived[first] = True
 
     entries = [[(token_id, 1.0)] if target is None else target for token_id, target in zip(ids, entries)]
+    return finish(ids, entries, kinds, derived, config)
+
+
+def finish(ids: list[int], entries: list, kinds: list[str], derived: list[bool], config: ExactConfig) -> AlignedSequence:
+    """The options every exact-mode sequence gets: renormalised teacher mass, or the tail bucket."""
+    n_students = len(ids)
     tail = None
     if config.renormalize:
         for k in range(n_students):
@@ -321,15 +344,31 @@ def _dp_fallback(teachers, pieces, teacher_tokens, candidates, student, student_
     """Authors' DTW + transfer on one region where the texts differ."""
     from harness.align.faithful_fast import align_faithful_detailed
 
-    vocab = student_tokenizer.vocab()
+    if isinstance(student_tokenizer, SentencePieceTokenizer):
+        vocab, strings = student_tokenizer.vocab(), [student.tokens[k] for k in pieces]
+    else:  # token texts with spaces written '▁', the way the DTW and its transfer rule compare them
+        vocab, strings = _marker_vocab(student_tokenizer), [student.tokens[k].replace(" ", "▁") for k in pieces]
     targets, is_derived = align_faithful_detailed(
         [teacher_tokens[i] for i in teachers],
         [candidates[i] for i in teachers],
-        [student.tokens[k] for k in pieces],
+        strings,
         vocab,
     )
-    for k, target, d in zip(pieces, targets, is_derived):
-        if d and target:
+    for k, string, target, d in zip(pieces, strings, targets, is_derived):
+        # the student's own token must be the one its text names (a byte piece's text names another)
+        if d and target and vocab.get(string) == student.ids[k]:
             entries[k] = [(vocab[t], float(p)) for t, p in target.items()]
             kinds[k] = KIND_DP
             derived[k] = True
+
+
+_MARKER_VOCABS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _marker_vocab(tokenizer) -> dict[str, int]:
+    """A student's token texts with ' ' written '▁' -> id (one dict per tokenizer: the DTW's
+    transfer memo is kept per vocabulary object)."""
+    vocab = _MARKER_VOCABS.get(tokenizer)
+    if vocab is None:
+        vocab = _MARKER_VOCABS[tokenizer] = {text.replace(" ", "▁"): i for text, i in text_ids(tokenizer).items()}
+    return vocab

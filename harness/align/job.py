@@ -4,6 +4,8 @@
 
 The CLI (`harness align run` on a store) and `harness reproduce` call these; `check()` runs the
 cheap checks (options, the input is a teacher store, the output can be written) before any work.
+The student tokenizer is `config.student` (T5 by default; `hf-gpt2`, `hf:<folder or hub id>`);
+`config.k` None takes `default_k(store)`; the settings and stats record both.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from harness.errors import DataError, check_choice, check_positive
 from harness.schemas import ALIGNED
 
 from harness.align.api import AlignConfig
-from harness.align.store import SELECT, SETTINGS, is_teacher_store, run_store_alignment
+from harness.align.store import SELECT, SETTINGS, check_student, default_k, is_teacher_store, run_store_alignment  # noqa: F401 (default_k: part of the face)
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class AlignJob:
         if not is_teacher_store(self.store):
             raise DataError(f"{self.store}: not a teacher store (expected settings.json and data/part-*.parquet; see docs/teacher-store.md)")
         handoff.check_output(self.output, "OUTPUT")
+        check_student(self.store, self.config)  # the student tokenizer loads; `identity="require"`: it is the teacher's
 
 
 def run(job: AlignJob, progress: Callable[[int], None] | None = None) -> dict[str, Any]:

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from harness.checksums import sha256_of
-from harness.errors import DataError, check_positive
+from harness.errors import DataError, UsageError, check_positive
 from harness.records import RecordError, iter_jsonl, loads_json
 from harness.resume import claim
 
 from harness.align import pool
-from harness.align.api import AlignConfig
+from harness.align.api import AlignConfig, student_fingerprint
 from harness.align.errors import AlignmentError
 from harness.align.rows import aligned_dict
 from harness.align.samples import TeacherSample, parse_record
@@ -128,10 +128,15 @@ def run_alignment(
     check_positive("--workers", workers)
     check_positive("--chunk-size", chunk_size)
     output_path.parent.mkdir(parents=True, exist_ok=True)
+    config = config.with_k()  # JSONL carries no sampling settings: k defaults to 5
+    if config.identity == "require":
+        raise UsageError("--identity require: a teacher JSONL names no teacher tokenizer to compare with the student's; "
+                         "the identity path is for teacher stores")
+    student = student_fingerprint(config.student)
     # The output remembers what made it: a rerun resumes only with the same input and settings.
     # The input's checksum too: a teacher file regenerated under the same name must not be mixed in.
     claim(output_path, "align", {"input": str(input_path.resolve()), "input_sha256": sha256_of(input_path),
-                                 "config": asdict(config)})
+                                 "config": asdict(config), "student": student})
     done, stats = resume_state(output_path)
 
     def chunks() -> Iterator[list[tuple[int, bytes]]]:
@@ -179,6 +184,7 @@ def run_alignment(
     with open(output_path, "a", encoding="utf-8") as out:
         pool.run_pool(chunks(), config, workers, lambda results: write(results, out), _work,
                       context=(str(input_path), frozenset(done)))
-    summary = {"input": str(input_path), "output": str(output_path), "written_now": written, "config": asdict(config)}
+    summary = {"input": str(input_path), "output": str(output_path), "written_now": written, "config": asdict(config),
+               "student": student}
     summary.update(stats.summary())
     return summary

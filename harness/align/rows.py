@@ -72,7 +72,8 @@ class AlignedRows:
 
     def __init__(self, config: AlignConfig, pad: int):
         self.config, self.pad = config, pad
-        self.columns: dict[str, list] = {name: [] for name in ("id", "question_id", "sample_index", "status", "reason", "k", *ALIGNED_STAT_COLUMNS)}
+        self.columns: dict[str, list] = {name: [] for name in ("id", "question_id", "sample_index", "mode", "status", "reason", "k",
+                                                               *ALIGNED_STAT_COLUMNS)}
         self.lengths: list[int | None] = []  # positions per row; None: a rejection (null lists)
         self.tail_lengths: list[int | None] = []
         self.student: list[int] = []
@@ -80,15 +81,16 @@ class AlignedRows:
         self.tail: list[float] = []
         self.count = 0
 
-    def _key(self, sample_id: str, status: str, reason: str | None, k: int | None) -> None:
+    def _key(self, sample_id: str, mode: str, status: str, reason: str | None, k: int | None) -> None:
         question_id, _, index = sample_id.rpartition("#")
-        for name, value in (("id", sample_id), ("question_id", question_id), ("sample_index", int(index)),
+        for name, value in (("id", sample_id), ("question_id", question_id), ("sample_index", int(index)), ("mode", mode),
                             ("status", status), ("reason", reason), ("k", k)):
             self.columns[name].append(value)
         self.count += 1
 
-    def add(self, sample_id: str, seq: AlignedSequence) -> None:
-        self._key(sample_id, "ok", None, self.config.k)
+    def add(self, sample_id: str, seq: AlignedSequence, mode: str | None = None) -> None:
+        """One aligned row; `mode`: how it was built (the config's mode unless said, e.g. "identity")."""
+        self._key(sample_id, mode or self.config.mode, "ok", None, self.config.k)
         self.lengths.append(len(seq))
         self.student.extend(seq.student_ids)
         self.entries.extend(seq.entries)
@@ -99,7 +101,7 @@ class AlignedRows:
             self.columns[name].append(value)
 
     def reject(self, sample_id: str, reason: str) -> None:
-        self._key(sample_id, "rejected", reason, None)
+        self._key(sample_id, self.config.mode, "rejected", reason, None)
         self.lengths.append(None)
         self.tail_lengths.append(None)
         for name in ALIGNED_STAT_COLUMNS:
@@ -111,7 +113,6 @@ class AlignedRows:
         schema = ALIGNED.schema
         types = {f.name: f.type for f in schema}
         arrays = {name: pa.array(values, types[name]) for name, values in self.columns.items()}
-        arrays["mode"] = pa.array([self.config.mode] * self.count, pa.string())
         arrays["student_ids"] = _lists(self.lengths, pa.array(self.student, pa.int32()))
         k = self.config.k
         ids, probs, mask = stored_k(self.entries, k, self.pad)

@@ -26,6 +26,10 @@ class TeacherSample:
     tokens: list[str]
     topk: list[list[tuple[str, float]]]  # probabilities, sampled token first when given
     line: int
+    # Teacher stores only (the identity path): the teacher's ids where the backend knew them, and its tokenizer spec.
+    token_ids: list[int] | None = None
+    top_ids: list[list[int]] | None = None
+    teacher_tokenizer: str | None = None
 
 
 def store_row_sample(row: dict[str, Any], setting: str) -> dict[str, Any]:

@@ -15,8 +15,12 @@ the teacher store it came from. One row per selected sample:
     id ("<question_id>#<sample_index>"), question_id, sample_index, mode, status ("ok"|"rejected"),
     reason, k, student_ids [T], topk_ids [T][K], topk_probs [T][K], topk_mask [T][K], tail_mass [T]
     (with --tail), positions, soft, multi_entry, derived, captured_mass.
-`student_ids` are the T5 ids of the text the formats will train on: `--setting faithful` aligns
-onto the authors' `": "`-deleted text, `corrected` onto the text as sampled (`rules.clean_text`).
+`student_ids` are the student tokenizer's ids (T5 by default; `AlignConfig.student`) of the text
+the formats will train on: `--setting faithful` aligns onto the authors' `": "`-deleted text,
+`corrected` onto the text as sampled (`rules.clean_text`). `mode` is the config's mode, or
+"identity" for a row built by the identity path (the teacher's tokenizer is the student's:
+`identity.py`). settings.json and stats.json record the student tokenizer's fingerprint
+(`harness.tokenizers.fingerprint`: name, size, vocab_sha256) and the top-k width k.
 """
 
 from __future__ import annotations
@@ -25,20 +29,20 @@ import gc
 import json
 import math
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from harness import handoff
-from harness.errors import DataError, ResumeError, check_choice, check_positive
+from harness.errors import DataError, HarnessError, ResumeError, UsageError, check_choice, check_positive
 from harness.records import RecordError, atomic_write
 from harness.rules import clean_text
 from harness.schemas import ALIGNED, ALIGNED_STAT_COLUMNS, TEACHER_STORE
 
 from harness.align import pool
-from harness.align.api import AlignConfig
+from harness.align.api import DEFAULT_K, AlignConfig, student_fingerprint, teacher_fingerprint
 from harness.align.errors import AlignmentError, FramingError
 from harness.align.rows import AlignedRows
 from harness.align.samples import TeacherSample, parse_record, store_row_sample
@@ -47,7 +51,10 @@ from harness.align.targets import AlignmentStats
 JOB = "align.store"
 SELECT = ("correct", "correct_faithful", "all")
 SETTINGS = ("faithful", "corrected")
-STORE_COLUMNS = ["question_id", "sample_index", "text", "tokens", "top_tokens", "top_logprobs", "framing"]  # + select, token_logprobs
+STORE_COLUMNS = ["question_id", "sample_index", "text", "tokens", "top_tokens", "top_logprobs", "framing", "teacher_tokenizer"]
+# + select, token_logprobs (authors' rows), token_ids and top_ids (the identity path)
+ID_COLUMNS = ["token_ids", "top_ids"]
+IDENTITY_MODE = "identity"  # the `mode` of a row built by the identity path
 
 
 def is_teacher_store(path: str | os.PathLike) -> bool:
@@ -64,7 +71,8 @@ def student_text(text: str, setting: str) -> str:
     return clean_text(text, setting)
 
 
-def _chunks(store: Path, manifest: handoff.Manifest, select: str, done: set[str], chunk_size: int) -> Iterator[tuple[Any, list[int]]]:
+def _chunks(store: Path, manifest: handoff.Manifest, select: str, done: set[str], chunk_size: int,
+            extra: list[str] = ()) -> Iterator[tuple[Any, list[int]]]:
     """(Arrow table of `chunk_size` selected samples not yet done, their 1-based store row numbers),
     in store order. The driver only filters and slices columns; workers convert and align."""
     import pyarrow as pa
@@ -78,7 +86,7 @@ def _chunks(store: Path, manifest: handoff.Manifest, select: str, done: set[str]
         return handoff.read_table(store / name, columns, contract=TEACHER_STORE, expect=manifest.shards[name])
 
     done_ids = pa.array(sorted(done), pa.string()) if done else None
-    columns = STORE_COLUMNS + ([select] if select != "all" else [])
+    columns = STORE_COLUMNS + list(extra) + ([select] if select != "all" else [])
     if any(pc.any(pc.equal(read(name, ["framing"]).column("framing"), "authors")).as_py() for name in names):
         columns.append("token_logprobs")  # the authors' import: their sampled token's logprob goes first
     parts: list[tuple[Any, Any, Any]] = []  # (batch, positions in it, row numbers) making the next chunk
@@ -118,37 +126,61 @@ def _join(parts) -> tuple[Any, list[int]]:
 # ----------------------------------------------------------------------------- worker side
 
 
-def _align_chunk(job: tuple[Any, list[int], str]) -> tuple[Any, int, tuple | None]:
+def _align_sample(aligner, sample: TeacherSample, same: frozenset[str]):
+    """(targets, row mode): the identity path for a row whose teacher tokenizer is the student's
+    (`same`: those specs) when its tokens are the student's tokenization, else the config's mode."""
+    if same and sample.teacher_tokenizer in same:
+        student = aligner.student_tokenizer.encode(sample.student_text)
+        seq = aligner.align_same_tokenizer(sample, student)
+        if seq is not None:
+            return seq, IDENTITY_MODE
+        return aligner.align(sample.tokens, sample.topk, student), aligner.config.mode
+    return aligner.align(sample.tokens, sample.topk, sample.student_text), aligner.config.mode
+
+
+def _align_chunk(job: tuple[Any, list[int], str, frozenset[str]]) -> tuple[Any, int, tuple | None]:
     """Align one chunk in a worker: (aligned rows as an Arrow batch, rows done, error or None).
 
     Usual rows take the columnar path (`_samples`): Arrow lists to Python once per chunk, Arrow
     arrays out. A chunk holding anything unusual goes row by row through `_align_rows`.
+    `same`: the teacher tokenizer specs whose rows may take the identity path.
     """
-    table, numbers, setting = job
+    table, numbers, setting, same = job
     aligner = pool.aligner()
     collecting = gc.isenabled()
     gc.disable()  # a chunk makes ~10^5 small objects and no cycles: collections would only cost time
     try:
-        samples = _samples(table, numbers, setting, aligner.config.framing)
+        samples = _samples(table, numbers, setting, aligner.config.framing, same)
         if samples is None:
-            return _align_rows(table, numbers, setting)
+            return _align_rows(table, numbers, setting, same)
         rows = AlignedRows(aligner.config, aligner.student_tokenizer.pad_id)
         for sample in samples:
             try:
-                seq = aligner.align(sample.tokens, sample.topk, sample.student_text)
+                seq, mode = _align_sample(aligner, sample, same)
             except FramingError as err:
                 rows.reject(sample.id, str(err))
                 continue
             except AlignmentError as err:
-                return rows.batch(), rows.count, (f"line {sample.line} (id {sample.id!r})", "tokens/text", str(err))
-            rows.add(sample.id, seq)
+                return rows.batch(), rows.count, (f"line {sample.line} (id {sample.id!r})", getattr(err, "field", "tokens/text"), str(err))
+            rows.add(sample.id, seq, mode)
         return rows.batch(), rows.count, None
     finally:
         if collecting:
             gc.enable()
 
 
-def _align_rows(table, numbers: list[int], setting: str) -> tuple[Any, int, tuple | None]:
+def _with_ids(sample: TeacherSample, row: dict[str, Any], path, number: int) -> TeacherSample:
+    """The sample with the store row's teacher ids and tokenizer spec, their shapes checked."""
+    token_ids, top_ids = row.get("token_ids"), row.get("top_ids")
+    record = f"line {number} (id {sample.id!r})"
+    if token_ids is not None and len(token_ids) != len(sample.tokens):
+        raise RecordError(path, record, "token_ids", f"has {len(token_ids)} ids but there are {len(sample.tokens)} tokens")
+    if top_ids is not None and (len(top_ids) != len(sample.topk) or any(len(a) != len(b) for a, b in zip(top_ids, sample.topk))):
+        raise RecordError(path, record, "top_ids", "does not have the shape of top_tokens")
+    return replace(sample, token_ids=token_ids, top_ids=top_ids, teacher_tokenizer=row.get("teacher_tokenizer"))
+
+
+def _align_rows(table, numbers: list[int], setting: str, same: frozenset[str] = frozenset()) -> tuple[Any, int, tuple | None]:
     """The same chunk row by row: each store row validated by `parse_record` (every problem named:
     file, row, field), then aligned. What the columnar path must equal
     (tests/align/test_align_store_columnar.py)."""
@@ -158,24 +190,27 @@ def _align_rows(table, numbers: list[int], setting: str) -> tuple[Any, int, tupl
     for number, row in zip(numbers, table.to_pylist()):
         try:
             sample = parse_record(store_row_sample(row, setting), path, number, aligner.config.framing)
+            if same and row.get("framing") != "authors":
+                sample = _with_ids(sample, row, path, number)
         except RecordError as err:
             return rows.batch(), rows.count, (err.record, err.field, str(err).split(f"field {err.field!r}: ", 1)[-1])
         try:
-            seq = aligner.align(sample.tokens, sample.topk, sample.student_text)
+            seq, mode = _align_sample(aligner, sample, same)
         except FramingError as err:
             rows.reject(sample.id, str(err))
             continue
         except AlignmentError as err:
-            return rows.batch(), rows.count, (f"line {number} (id {sample.id!r})", "tokens/text", str(err))
-        rows.add(sample.id, seq)
+            return rows.batch(), rows.count, (f"line {number} (id {sample.id!r})", getattr(err, "field", "tokens/text"), str(err))
+        rows.add(sample.id, seq, mode)
     return rows.batch(), rows.count, None
 
 
-def _samples(table, numbers: list[int], setting: str, framing: str) -> list[TeacherSample] | None:
+def _samples(table, numbers: list[int], setting: str, framing: str, same: frozenset[str] = frozenset()) -> list[TeacherSample] | None:
     """The chunk's TeacherSamples straight from Arrow, or None when a row needs the row-by-row path.
 
     Accepts exactly what `parse_record` accepts without complaint, and builds the same values:
-    probabilities `rules.probability(logprob)`, tokens spelling `text`.
+    probabilities `rules.probability(logprob)`, tokens spelling `text`; with `same`, the teacher's
+    ids too (a row whose id lists do not have the shape of its tokens goes row by row).
     """
     import pyarrow.compute as pc
 
@@ -209,13 +244,25 @@ def _samples(table, numbers: list[int], setting: str, framing: str) -> list[Teac
     steps = [pairs[a:b] for a, b in zip(step_bounds, step_bounds[1:])]  # one (token, prob) list per teacher step
     row_bounds = np.concatenate([[0], np.cumsum(n_tokens)]).tolist()
     flat_tokens = tokens.flatten().to_pylist()
+    specs = col("teacher_tokenizer").to_pylist() if "teacher_tokenizer" in table.column_names else [None] * table.num_rows
+    token_ids = top_ids = None
+    if same and "top_ids" in table.column_names:
+        token_ids, top_ids = col("token_ids").to_pylist(), col("top_ids").to_pylist()
     samples = []
     for r, (qid, index, text) in enumerate(zip(*(col(name).to_pylist() for name in ("question_id", "sample_index", "text")))):
         a, b = row_bounds[r], row_bounds[r + 1]
         row_tokens = flat_tokens[a:b]
         if "".join(row_tokens) != text:
             return None
-        samples.append(TeacherSample(f"{qid}#{index}", text, student_text(text, setting), row_tokens, steps[a:b], numbers[r]))
+        row_steps = steps[a:b]
+        ids = top = None
+        if token_ids is not None:
+            ids, top = token_ids[r], top_ids[r]
+            if ((ids is not None and len(ids) != len(row_tokens))
+                    or (top is not None and (len(top) != len(row_steps) or any(len(x) != len(y) for x, y in zip(top, row_steps))))):
+                return None
+        samples.append(TeacherSample(f"{qid}#{index}", text, student_text(text, setting), row_tokens, row_steps, numbers[r],
+                                     ids, top, specs[r]))
     return samples
 
 
@@ -256,8 +303,13 @@ def run_store_alignment(
     manifest = handoff.verify(store, TEACHER_STORE, what="teacher store")
     source = handoff.inputs_of(store, manifest)
     teacher_settings = json.loads((store / "settings.json").read_text(encoding="utf-8")).get("settings", {})
+    if config.k is None:
+        config = config.with_k(default_k(store, manifest))
+    student = student_fingerprint(config.student)
+    same, teachers = same_tokenizer(store, manifest, config, student)
     with handoff.OutputFolder(output, ALIGNED, option="output") as out:
-        out.open(JOB, {"store": str(store.resolve()), "config": asdict(config), "setting": setting, "select": select})
+        out.open(JOB, {"store": str(store.resolve()), "config": asdict(config), "setting": setting, "select": select,
+                       "student": student})
         out.keep_shards()
         recorded = out.manifest.inputs.get("teacher-store")
         if out.shard_names and recorded and not handoff.grown_from(recorded, source):
@@ -291,13 +343,15 @@ def run_store_alignment(
             if progress:
                 progress(advanced)
 
-        jobs = ((table, numbers, setting) for table, numbers in _chunks(store, manifest, select, done, chunk_size))
+        extra = ID_COLUMNS if same else []
+        jobs = ((table, numbers, setting, same) for table, numbers in _chunks(store, manifest, select, done, chunk_size, extra))
         try:
             pool.run_pool(jobs, config, workers, write, _align_chunk, context=str(store))
         finally:
             flush()  # everything aligned so far is kept (a rerun skips it)
         stats = aligned_stats(out)
-        stats.update({"written_now": written, "teacher": teacher_settings.get("teacher"), "setting": setting, "select": select})
+        stats.update({"written_now": written, "teacher": teacher_settings.get("teacher"), "setting": setting, "select": select,
+                      "student": student, "k": config.k, "teacher_tokenizers": teachers})
         with atomic_write(output / "stats.json") as handle:
             json.dump(stats, handle, indent=1, sort_keys=True)
         out.seal()
@@ -306,14 +360,89 @@ def run_store_alignment(
 
 def aligned_stats(out: handoff.OutputFolder) -> dict[str, Any]:
     stats = AlignmentStats()
+    modes: dict[str, int] = {}
     for name in out.shard_names:
-        table = handoff.read_table(out.root / name, ["status", *ALIGNED_STAT_COLUMNS], contract=ALIGNED, expect=out.manifest.shards[name])
+        table = handoff.read_table(out.root / name, ["status", "mode", *ALIGNED_STAT_COLUMNS], contract=ALIGNED, expect=out.manifest.shards[name])
         for row in table.to_pylist():
             if row["status"] != "ok":
                 stats.rejected += 1
                 continue
+            modes[row["mode"]] = modes.get(row["mode"], 0) + 1
             stats.merge(AlignmentStats(1, 0, row["positions"], row["soft"], row["multi_entry"], row["derived"], row["captured_mass"], {}))
-    return stats.summary()
+    return {**stats.summary(), "rows_by_mode": dict(sorted(modes.items()))}
+
+
+# ----------------------------------------------------------------------------- store facts
+
+
+def default_k(store: str | os.PathLike, manifest: handoff.Manifest | None = None) -> int:
+    """The top-k width `align run` uses without `--k`: the store's `sampling.top_k + 1` when every
+    row keeps its position's own token as an extra entry (`top_has_token`, the server teacher),
+    so that token survives alignment; else 5."""
+    store = Path(store)
+    manifest = manifest or handoff.verify(store, TEACHER_STORE, what="teacher store")
+    flags: set = set()
+    for name in sorted(manifest.shards):
+        column = handoff.read_table(store / name, ["top_has_token"], contract=TEACHER_STORE, expect=manifest.shards[name]).column("top_has_token")
+        flags.update(column.unique().to_pylist())
+    if flags != {True}:
+        return DEFAULT_K
+    sampling = _settings(store).get("sampling") or {}
+    top_k = sampling.get("top_k")
+    if isinstance(top_k, int) and not isinstance(top_k, bool) and top_k > 0:
+        return top_k + 1
+    widths = [max(handoff.read_table(store / name, ["top_tokens"], contract=TEACHER_STORE, expect=manifest.shards[name])
+                  .column("top_tokens").combine_chunks().value_lengths().to_numpy(zero_copy_only=False), default=0)
+              for name in sorted(manifest.shards)]
+    return max([*widths, DEFAULT_K])  # no sampling.top_k recorded: the widest step kept
+
+
+def _settings(store: Path) -> dict[str, Any]:
+    try:
+        return json.loads((store / "settings.json").read_text(encoding="utf-8")).get("settings", {}) or {}
+    except (OSError, ValueError) as err:
+        raise DataError(f"{store / 'settings.json'}: not readable JSON ({err})") from None
+
+
+def check_student(store: str | os.PathLike, config: AlignConfig) -> None:
+    """The cheap checks of the student before any work: its tokenizer loads, and with
+    `identity="require"` the store's teacher tokenizer is the same (one line otherwise)."""
+    student = student_fingerprint(config.student)
+    if config.identity == "require":
+        store = Path(store)
+        same_tokenizer(store, handoff.verify(store, TEACHER_STORE, what="teacher store"), config, student)
+
+
+def same_tokenizer(store: Path, manifest: handoff.Manifest, config: AlignConfig, student: dict[str, Any]) -> tuple[frozenset[str], dict[str, Any]]:
+    """(the store's teacher tokenizer specs whose rows take the identity path, what was found per
+    spec). Only in exact mode with `identity` auto/require; `require` refuses a spec that differs."""
+    specs: set[str] = set()
+    for name in sorted(manifest.shards):
+        column = handoff.read_table(store / name, ["teacher_tokenizer"], contract=TEACHER_STORE, expect=manifest.shards[name]).column("teacher_tokenizer")
+        specs.update(s for s in column.unique().to_pylist() if s is not None)
+    found: dict[str, Any] = {}
+    if config.mode != "exact" or config.identity == "off":
+        return frozenset(), {spec: {"checked": False} for spec in sorted(specs)}
+    for spec in sorted(specs):
+        try:
+            theirs = teacher_fingerprint(spec)
+        except (HarnessError, OSError, ImportError) as err:
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+            found[spec] = {"checked": False, "reason": reason}
+            if config.identity == "require":
+                raise UsageError(f"--identity require: the teacher tokenizer {spec!r} of {store} cannot be loaded to compare "
+                                 f"it with the student's ({reason})") from None
+            continue
+        found[spec] = {"checked": True, "vocab_sha256": theirs["vocab_sha256"], "size": theirs["size"],
+                       "same_as_student": theirs["vocab_sha256"] == student["vocab_sha256"]}
+        if config.identity == "require" and not found[spec]["same_as_student"]:
+            raise UsageError(f"--identity require: the teacher tokenizer {spec} of {store} (vocabulary sha256 {theirs['vocab_sha256'][:12]}, "
+                             f"{theirs['size']} ids) is not the student's {student['name']} ({student['vocab_sha256'][:12]}, "
+                             f"{student['size']} ids); use --identity auto to align by text")
+    if config.identity == "require" and not specs:
+        raise UsageError(f"--identity require: {store} holds no rows to compare tokenizers on")
+    return frozenset(s for s, f in found.items() if f.get("same_as_student")), found
+
 
 
 def count_selected(store: Path, select: str) -> int:

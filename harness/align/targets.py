@@ -19,6 +19,7 @@ KIND_ONE_TO_ONE = "1:1"  # teacher distribution mapped onto the student token
 KIND_FIRST_PIECE = "1:n first piece"  # exact mode: first student piece of a longer teacher token
 KIND_DP = "dp fallback"  # exact mode: region where the texts disagree, aligned by the authors' DTW
 KIND_ONE_HOT = "one-hot"  # no exact correspondence: the student's own token with probability 1
+KIND_IDENTITY = "identity"  # same tokenizer: the teacher step's top-k ids as they are
 
 
 @dataclass
