@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-import orjson
-
 from harness.errors import DataError
 
 
@@ -79,7 +77,10 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
 
 def loads_json(text: bytes | str) -> Any:
     """`json.loads` semantics at orjson speed: orjson first; the stdlib for what orjson refuses
-    (NaN/Infinity literals, integers over 64 bits, lone surrogates) and for its error message."""
+    (NaN/Infinity literals, integers over 64 bits, lone surrogates) and for its error message.
+    (orjson is imported here, not with this core module: the offline GPU machine has no orjson.)"""
+    import orjson
+
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
