@@ -71,7 +71,7 @@ def test_specialize_a_gpt2_student_from_the_default_teacher_identity_path(tmp_pa
     settings = json.loads((aligned / "settings.json").read_text())["settings"]
     assert settings["config"]["student"] == "hf-gpt2"
     stats = json.loads((aligned / "stats.json").read_text())
-    assert stats.get("identity_rows", 0) > 0 or stats.get("identity", {}).get("rows", 0) > 0, stats
+    assert stats["rows_by_mode"].get("identity", 0) > 0, stats  # gold rationales scored by a GPT-2: the teacher's ids are the student's
     formats = tmp_path / "work" / "tiny-gpt2" / "formats"
     cot = pq.read_table(sorted(formats.glob("zero_shot_cot-*.parquet"))).to_pylist()
     assert cot and all(r["topk_ids"] for r in cot)  # distribution-matching targets on every CoT record
@@ -88,5 +88,7 @@ def test_specialize_a_gpt2_student_from_a_served_p50k_teacher(tmp_path, data_dir
     assert done.returncode == 0, done.stderr[-3000:]
     data = _check_report(tmp_path)
     assert data["teacher"]["model"] == "fake-teacher"
-    settings = json.loads((tmp_path / "work" / "tiny-gpt2" / "aligned" / "settings.json").read_text())["settings"]
+    aligned = tmp_path / "work" / "tiny-gpt2" / "aligned"
+    settings = json.loads((aligned / "settings.json").read_text())["settings"]
     assert settings["config"]["student"] == "hf-gpt2" and settings["config"]["mode"] == "exact"
+    assert json.loads((aligned / "stats.json").read_text())["rows_by_mode"].get("exact", 0) > 0  # p50k onto GPT-2: aligned by text

@@ -105,7 +105,8 @@ def run(job: FormatsJob | AuthorsImportJob) -> dict[str, Any]:
     return build_formats(samples, output, setting=job.setting, teacher_model=source["teacher_model"] or "unknown", seed=job.seed,
                          aligned=targets, formats=list(job.formats), shard_size=job.shard_size, inputs=inputs,
                          source={"store": str(store.resolve()), "aligned": str(Path(job.aligned).resolve()) if job.aligned else None,
-                                 "teacher": (source["settings"] or {}).get("teacher")})
+                                 "teacher": (source["settings"] or {}).get("teacher"),
+                                 "student_tokenizer": _settings(Path(job.aligned)).get("student") if job.aligned else None})
 
 
 def is_complete(output: str | Path) -> bool:
