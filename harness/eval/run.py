@@ -26,8 +26,9 @@ from harness.errors import UsageError, check_batch_size, check_choice, check_pos
 from harness.eval import EvalSetupError
 from harness.eval.backend import (BACKENDS, batch_arguments, check_backend_environment, choose_backend, model_arguments,
                                   recorded_probes)
+from harness.eval.context import declared_positions, load_tokenizer, model_max_length, truncation_report, warnings_for
 from harness.eval.summary import summarise
-from harness.eval.tiny import model_label, resolve_model
+from harness.eval.tiny import model_label, read_marker, resolve_model
 from harness.manifest import run_manifest
 from harness.records import atomic_write
 
@@ -69,6 +70,10 @@ class EvalConfig:
     seed: int = 0
     strict_data: bool = False  # fail (instead of warning) when data files differ from the manifest
     extra_model_args: dict = field(default_factory=dict)
+    # lm-eval's apply_chat_template: the task's prompt as a user turn, generation as the assistant's.
+    # None: as the model was trained (a checkpoint of `harness train` with chat_template: true
+    # records it in its marker), else off.
+    apply_chat_template: bool | None = None
 
 
 # --- cheap checks, before anything loads --------------------------------------------------------
@@ -278,6 +283,8 @@ def run(cfg: EvalConfig, warn: Callable[[str], None] = print) -> dict:
     checked = prepare(cfg, warn)
     model_path, pipeline_check, seq2seq = check_model(cfg.model)  # before lm-eval indexes its ~10K task files
     backend = choose_backend(cfg.backend, seq2seq, checked["device"], warn=warn)
+    chat, chat_from = chat_template_choice(cfg, model_path, seq2seq)
+    check_context_option(cfg.max_length, model_path, seq2seq)
     _quiet_libraries()
     manager = _task_manager(_metadata(cfg) or None, only_ours=_all_spec(cfg.tasks))
     if not _all_spec(cfg.tasks):  # names from lm-eval's own catalogue: checked against its index
@@ -308,6 +315,7 @@ def run(cfg: EvalConfig, warn: Callable[[str], None] = print) -> dict:
             log_samples=True,
             evaluation_tracker=tracker,
             gen_kwargs=gen_kwargs,
+            apply_chat_template=chat,
             random_seed=cfg.seed,
             numpy_random_seed=cfg.seed,
             torch_random_seed=cfg.seed,
@@ -320,8 +328,14 @@ def run(cfg: EvalConfig, warn: Callable[[str], None] = print) -> dict:
     for task_name in results.get("configs", {}):
         if samples and task_name in samples:
             tracker.save_results_samples(task_name=task_name, samples=samples[task_name])
+    context = _context_report(samples, model_path, max_length, seq2seq)
+    for line in warnings_for(context or {}):
+        warn(line)
     summary = summarise(results)
     summary["model"] = cfg.model
+    summary["chat_template"] = chat
+    summary["chat_template_from"] = chat_from
+    summary["context"] = context
     summary["pipeline_check"] = pipeline_check
     summary["backend"] = backend
     summary["batch_size"] = batch["batch_size"]  # as handed to lm-eval; the sizes `auto` picked follow
@@ -338,6 +352,58 @@ def run(cfg: EvalConfig, warn: Callable[[str], None] = print) -> dict:
     with atomic_write(out_dir / "summary.json") as handle:
         json.dump(summary, handle, indent=1)
     return summary
+
+
+def chat_template_choice(cfg: EvalConfig, model_path: str, seq2seq: bool) -> tuple[bool, str]:
+    """(apply lm-eval's chat template, why): the option, else the model's marker (how it was trained)."""
+    if cfg.apply_chat_template is not None:
+        chat, source = bool(cfg.apply_chat_template), "option"
+    else:
+        marker = read_marker(model_path) if Path(model_path).is_dir() else None
+        chat = bool(marker and marker.get("chat_template"))
+        source = "model marker (trained with chat_template)" if chat else "default"
+    if not chat:
+        return False, source
+    if seq2seq:
+        raise EvalSetupError(f"apply_chat_template: {cfg.model!r} is an encoder-decoder model; chat templates are for decoder-only models")
+    try:
+        template = getattr(load_tokenizer(model_path), "chat_template", None)
+    except (OSError, ValueError) as err:
+        raise EvalSetupError(f"apply_chat_template: cannot load the tokenizer of {cfg.model!r} ({str(err).splitlines()[0]})") from None
+    if not template:
+        raise EvalSetupError(f"apply_chat_template: the tokenizer of {cfg.model!r} has no chat template ({source}); "
+                             "set apply_chat_template to false")
+    return True, source
+
+
+def check_context_option(max_length: int | None, model_path: str, seq2seq: bool) -> None:
+    """A decoder-only model cannot take more positions than it has (GPT-2's learned 1,024 would index past its table)."""
+    if max_length is None or seq2seq:
+        return
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(model_path)
+    except (OSError, ValueError):
+        return  # check_model read it already; nothing more to learn here
+    positions = declared_positions(config)
+    if positions and max_length > positions:
+        raise EvalSetupError(f"--max-length {max_length}: the model has {positions} positions; use at most {positions} "
+                             "(lm-eval keeps the last max_length - max_gen_toks prompt tokens)")
+
+
+def _context_report(samples, model_path: str, max_length: int | None, seq2seq: bool) -> dict | None:
+    """How many prompts lm-eval cut to fit (harness/eval/context.py); None without samples."""
+    if not samples:
+        return None
+    from transformers import AutoConfig
+
+    try:
+        tokenizer = load_tokenizer(model_path)
+        length = max_length or model_max_length(AutoConfig.from_pretrained(model_path), tokenizer)
+    except (OSError, ValueError):
+        return None
+    return truncation_report(samples, tokenizer, int(length), seq2seq)
 
 
 def _metadata(cfg: EvalConfig) -> dict:

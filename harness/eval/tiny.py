@@ -1,8 +1,9 @@
-"""A small randomly initialised T5 with the real T5 tokenizer, for offline pipeline checks.
+"""Small randomly initialised models with real tokenizers, for offline pipeline checks.
 
-Flan-T5 weights cannot be fetched everywhere (CI has no hub access); this model exercises the
-same code path — SentencePiece tokenizer, seq2seq generation, lm-eval — in seconds on a CPU.
-Its accuracies are meaningless: every report built on it says so.
+Flan-T5 weights cannot be fetched everywhere (CI has no hub access); `tiny` (a T5 with the real
+T5 tokenizer) exercises the same code path — SentencePiece tokenizer, seq2seq generation, lm-eval
+— in seconds on a CPU, and `tiny-gpt2` (a GPT-2 with the real GPT-2 tokenizer and GPT-2's 1,024
+positions) the decoder-only one. Their accuracies are meaningless: every report built on them says so.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from pathlib import Path
 from harness.checksums import manifest, sha256_of
 from harness.config import data_file
 from harness.model_marker import MARKER, read_marker  # noqa: F401 (MARKER re-exported)
+from harness.tiny_gpt2 import build_tiny_gpt2
 from harness.tiny_t5 import TINY_VERSION, build_tiny_t5, tiny_model_dir  # noqa: F401 (re-exported)
 
-TINY_NAMES = ("tiny", "tiny-random-t5")
+TINY_NAMES = ("tiny", "tiny-random-t5", "tiny-gpt2")
 
 
 def is_pipeline_check(path: str | Path) -> bool:
@@ -45,6 +47,8 @@ def resolve_model(name_or_path: str, data_dir=None) -> tuple[str, bool]:
         return str(build_tiny_t5(data_dir=data_dir)), True
     if name_or_path == "tiny-random-t5":
         return str(data_file("models/tiny-random-t5", data_dir)), True
+    if name_or_path == "tiny-gpt2":
+        return str(build_tiny_gpt2(data_dir=data_dir)), True
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return str(path.resolve()), is_pipeline_check(path)

@@ -39,7 +39,8 @@ class TrainConfig:
     # --- student -------------------------------------------------------------------------------
     model: str = "tiny"  # hub id, local folder, or `tiny` (a random T5 with the real tokenizer, built locally)
     model_type: str = "auto"  # auto: from the model's config (encoder-decoder -> seq2seq)
-    prompt_separator: str = "\n"  # causal students: text between the encoder input and the target
+    prompt_separator: str = "\n"  # causal students: text between the encoder input and the target (ends the prompt)
+    chat_template: bool = False  # causal students: the prompt as a user turn, the target as the assistant turn (train.chat)
     # --- data ----------------------------------------------------------------------------------
     formats_dir: str = ""  # output of `harness formats build` / `formats import-authors`
     formats: list[str] = field(default_factory=lambda: list(FORMATS))
@@ -105,6 +106,11 @@ class TrainConfig:
         if not self.formats_dir:
             raise UsageError("formats_dir: not set (the output folder of `harness formats build`)")
         check_choice("model_type", self.model_type, MODEL_TYPES)
+        if self.chat_template and self.model_type == "seq2seq":
+            raise UsageError("chat_template: for decoder-only students (model_type causal or auto); set chat_template: false")
+        if self.chat_template and self.max_source_tokens is not None:
+            raise UsageError("chat_template, max_source_tokens: not together (truncation would cut the template's turn markers); "
+                             "set max_source_tokens: null")
         if not self.formats:
             raise UsageError(f"formats: empty; give some of {', '.join(FORMATS)}")
         for f in self.formats:
@@ -147,6 +153,9 @@ class TrainConfig:
 FIELD_NAMES = {f.name for f in fields(TrainConfig)}
 _HINTS = typing.get_type_hints(TrainConfig)
 # Settings that may change when a run resumes: they do not alter the trajectory.
+# Settings added after runs were made: left out of a run's resume settings while at these defaults,
+# so a run started before they existed still resumes.
+LATER_DEFAULTS = {"chat_template": False}
 RESUME_FREE = {"evaluate", "eval_tasks", "eval_limits", "eval_limit", "eval_batch_size", "eval_max_gen_toks", "log_every_steps",
                "max_examples", "max_steps", "keep_checkpoints", "output_dir", "gradient_checkpointing"}
 

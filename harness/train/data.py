@@ -122,13 +122,16 @@ def check_records(
     *,
     need_targets: bool,
     vocab_size: int,
+    tokenizer_name: str = "",  # for the message: "<model>'s"
 ) -> int | None:
     """Validate one format against the training tokenizer. Returns the top-k width K (None: no targets).
 
     `target_ids[i]`: the training tokenizer's ids of record i's decoder_target (no special tokens).
     The guard: a record's aligned `student_ids` must be exactly those ids, else the teacher's
     distributions would sit on the wrong tokens (the authors aligned with the slow T5 tokenizer and
-    trained with the fast one; they agree on GSM8K, and this check is what makes that safe).
+    trained with the fast one; they agree on GSM8K, and this check is what makes that safe). For a
+    causal student too the target is tokenized alone, never after its prompt: aligning onto the
+    target text alone is what makes the stored ids those the trainer feeds.
     """
     t = recs.table
     if t is None or t.num_rows == 0:
@@ -154,6 +157,7 @@ def check_records(
     sid = t.column("student_ids").combine_chunks()
     sid_off, sid_val = np.asarray(sid.offsets), np.asarray(sid.flatten().to_numpy())
     lengths = np.diff(sid_off)
+    whose = tokenizer_name or "the student's"
     for row, ids in enumerate(target_ids):
         stored = sid_val[sid_off[row] : sid_off[row + 1]]
         if len(stored) != len(ids) or not np.array_equal(stored, ids):
@@ -161,7 +165,7 @@ def check_records(
             raise DataError(
                 f"{recs.where(row)}: field student_ids: the targets were aligned to other token ids than the training "
                 f"tokenizer gives (first difference at token {pos}: {stored[pos:pos + 3].tolist()} vs {list(ids[pos:pos + 3])}, "
-                f"lengths {len(stored)} vs {len(ids)}); align with the student's tokenizer"
+                f"lengths {len(stored)} vs {len(ids)}); align with {whose} tokenizer"
             )
     k = None
     flat: dict[str, np.ndarray] = {}
@@ -202,6 +206,44 @@ def check_records(
     return k
 
 
+def check_context(recs: FormatRecords, collate: "Collator", target_ids: list[list[int]], positions: int) -> None:
+    """Causal students: every record's prompt + target must fit the model's `positions`.
+
+    The inputs are the prompt and the target (the end token is predicted, never an input). Only
+    records that might not fit are tokenized: no tokenizer gives a text more tokens than its UTF-8
+    bytes, so a prompt's bytes plus the wrapping's own tokens bound its length from above (set
+    `max_source_tokens` to keep the prompt's last tokens instead).
+    """
+    t = recs.table
+    if t is None or t.num_rows == 0:
+        return
+    overhead = collate.prompt_overhead() + 1
+    prompts = t.column("encoder_input").to_pylist()
+    for row, (prompt, target) in enumerate(zip(prompts, target_ids)):
+        if len(target) >= positions:
+            raise DataError(f"{recs.where(row)}: field decoder_target: {len(target)} tokens, but the student has only {positions} positions")
+        bound = len((prompt + collate.sep).encode("utf-8")) + overhead
+        if collate.max_source:
+            bound = min(bound, collate.max_source)
+        if bound + len(target) <= positions:
+            continue
+        n = len(collate.source_ids([prompt])[0])
+        if n + len(target) > positions:
+            raise DataError(f"{recs.where(row)}: field encoder_input: the prompt ({n} tokens) and the target ({len(target)}) need "
+                            f"{n + len(target)} positions, the student has {positions}; set max_source_tokens (keeps the prompt's "
+                            f"last tokens) or use a student with a longer context")
+
+
+def model_positions(config) -> int | None:
+    """The positions a decoder-only model's config declares (GPT-2 n_positions, RoPE models
+    max_position_embeddings), None when it declares none."""
+    for name in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 # --- micro-batch tensors -----------------------------------------------------------------------
 
 
@@ -223,29 +265,47 @@ class Batch:
 
 
 class Collator:
-    """Tokenizes and pads one micro-batch; the teacher's top-k go where the aligned targets are."""
+    """Tokenizes and pads one micro-batch; the teacher's top-k go where the aligned targets are.
 
-    def __init__(self, tokenizer, *, seq2seq: bool, prompt_separator: str = "\n", max_source_tokens: int | None = None):
+    Causal students: the prompt is `encoder_input + prompt_separator` (with `chat`, a
+    `harness.train.chat.ChatWrapping`, that text as a user turn); the target is tokenized *alone*
+    (no special tokens), exactly as the aligner tokenized it, and its ids follow the prompt's.
+    `self.eos` is the token that ends every target: EOS, or `end_id` (a chat template's end of turn).
+    """
+
+    def __init__(self, tokenizer, *, seq2seq: bool, prompt_separator: str = "\n", max_source_tokens: int | None = None,
+                 chat=None, end_id: int | None = None):
         self.tok = tokenizer
         self.seq2seq = seq2seq
         self.sep = prompt_separator
         self.max_source = max_source_tokens
+        self.chat = chat
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.eos = tokenizer.eos_token_id
+        self.eos = tokenizer.eos_token_id if end_id is None else end_id
         if self.eos is None:
             raise UsageError("the student's tokenizer has no EOS token; the targets end with one")
 
     def target_ids(self, texts: Sequence[str]) -> list[list[int]]:
         return self.tok(list(texts), add_special_tokens=False)["input_ids"]
 
+    def prompt_text(self, text: str) -> str:
+        """The causal prompt as a string (what `harness eval` must show the model for the same input)."""
+        return self.chat.prompt_text(text + self.sep) if self.chat is not None else text + self.sep
+
     def source_ids(self, texts: Sequence[str]) -> list[list[int]]:
         if self.seq2seq:
             ids = self.tok(list(texts), add_special_tokens=True)["input_ids"]  # T5 appends </s>, as the authors' tokenizer call did
+        elif self.chat is not None:
+            ids = self.chat.prompt_ids([t + self.sep for t in texts])
         else:
             ids = self.tok([t + self.sep for t in texts], add_special_tokens=True)["input_ids"]
         if self.max_source:
             ids = [x[-self.max_source :] for x in ids]
         return ids
+
+    def prompt_overhead(self) -> int:
+        """Tokens the prompt gets beyond its text's own (BOS, a chat template's turn markers)."""
+        return len(self.source_ids([""])[0])
 
     def __call__(self, recs: FormatRecords, indices: Sequence[int], distribution: bool) -> Batch:
         import torch

@@ -10,10 +10,15 @@ at its id, then sets the pad column to 0); `corrected` keeps it as mass like any
 
 The loss is computed in `forward` (not after it) so that DDP, FSDP and ZeRO see every parameter
 use, the lm-head included, inside the wrapped call; with `head="fused"` the [B, T, V] logits are
-never built (the fused linear + KL kernel chunks them).
+never built (the fused linear + KL kernel chunks them). Causal students take the same targets: the
+rows are the hidden states (fused) or logits of the columns predicting the target tokens and the
+end token, prompt_width-1 … prompt_width+T-2, so the prompt is context and never scored; on the
+logits path the model computes only those rows' logits (`logits_to_keep`).
 """
 
 from __future__ import annotations
+
+import inspect
 
 import torch
 
@@ -30,13 +35,17 @@ def one_hot_targets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class DistillationObjective(torch.nn.Module):
     """Wraps the student; `forward(**batch tensors)` returns (loss summed over target rows, rows)."""
 
-    def __init__(self, student: torch.nn.Module, *, seq2seq: bool, variant: str, fused: bool, pad_id: int | None = None):
+    def __init__(self, student: torch.nn.Module, *, seq2seq: bool, variant: str, fused: bool, pad_id: int | None = None,
+                 backend: str = "auto"):
         super().__init__()
         self.student = student
         self.seq2seq = seq2seq
         self.variant = variant
         self.fused = fused
         self.pad_id = pad_id  # faithful: teacher entries on this id carry no mass (None: nothing dropped)
+        self.backend = backend  # the kernels' dispatch (auto: Triton on CUDA, PyTorch on CPU)
+        # causal logits path: ask the model for the target rows' logits only (HF `logits_to_keep`)
+        self.keep_logits = not seq2seq and "logits_to_keep" in inspect.signature(student.forward).parameters
 
     def _rows(self, input_ids, attention_mask, decoder_input_ids, position_ids, prompt_width, width):
         """[B, T, V] logits, or [B, T, H] hidden states plus the head weight (fused)."""
@@ -52,8 +61,15 @@ class DistillationObjective(torch.nn.Module):
             if getattr(m.config, "scale_decoder_outputs", getattr(m.config, "tie_word_embeddings", False)):
                 rows = rows * (m.config.d_model ** -0.5)  # T5 with tied embeddings rescales before its head
             return rows, m.get_output_embeddings().weight
+        # Targets start at column prompt_width of the left-padded input, which ends with the last
+        # target token but one: the rows predicting them are its last `width` columns.
         cols = slice(prompt_width - 1, prompt_width - 1 + width)
+        if input_ids.shape[1] != prompt_width + width - 1:
+            raise ValueError(f"causal batch: {input_ids.shape[1]} input columns, expected prompt_width + targets - 1 = {prompt_width + width - 1}")
         if not self.fused:
+            if self.keep_logits:  # never the [B, L, V] logits of the prompt
+                out = m(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False, logits_to_keep=width)
+                return out.logits, None
             out = m(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
             return out.logits[:, cols], None
         out = m.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
@@ -73,7 +89,7 @@ class DistillationObjective(torch.nn.Module):
                 # top-k are IGNORE here, so only real entries on <pad> lose their mass. The EOS row is
                 # built after, one-hot on </s>, and is left alone (pad != EOS, checked by the trainer).
                 probs = probs.masked_fill(ids == self.pad_id, 0.0)
-        kw = dict(ignore_index=IGNORE, reduction="sum", variant=variant)
+        kw = dict(ignore_index=IGNORE, reduction="sum", variant=variant, backend=self.backend)
         if head is None:
             loss = sparse_topk_kl(rows.reshape(-1, rows.shape[-1]), ids.reshape(-1, ids.shape[-1]),
                                   probs.reshape(-1, probs.shape[-1]), mask.reshape(-1), **kw)

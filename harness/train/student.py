@@ -16,7 +16,8 @@ from harness.errors import UsageError
 
 # Heads that are a plain Linear over the last hidden state (no soft-capping or logit scaling), so
 # the fused linear + KL kernel computes exactly what the model's own head would.
-PLAIN_HEADS = {"t5", "mt5", "umt5", "llama", "qwen2", "qwen3", "mistral", "phi3", "olmo2", "smollm3"}
+# GPT-2's head is the tied embedding as a Linear without bias; SmolLM2 is a `llama`.
+PLAIN_HEADS = {"t5", "mt5", "umt5", "gpt2", "llama", "qwen2", "qwen3", "mistral", "phi3", "olmo2", "smollm3"}
 
 
 @dataclass
@@ -37,12 +38,16 @@ class Student:
 
 
 def resolve(model: str, seed: int = 0) -> tuple[str, bool]:
-    """(path or hub id, is a pipeline-check model). `tiny` builds the local random T5 once."""
+    """(path or hub id, is a pipeline-check model). `tiny` builds the local random T5 once,
+    `tiny-gpt2` the local random GPT-2 (real GPT-2 tokenizer, harness/tiny_gpt2.py)."""
     from harness.model_marker import read_marker
+    from harness.tiny_gpt2 import build_tiny_gpt2
     from harness.tiny_t5 import build_tiny_t5
 
     if model == "tiny":
         return str(build_tiny_t5()), True
+    if model == "tiny-gpt2":
+        return str(build_tiny_gpt2()), True
     folder = Path(model).expanduser()
     if folder.is_dir():
         marker = read_marker(folder)

@@ -25,9 +25,10 @@ from harness.records import atomic_write
 from harness.resume import claim
 from harness.train import checkpoints as ck
 from harness.train import precision as prec
-from harness.train.config import RESUME_FREE, TrainConfig
+from harness.train.config import LATER_DEFAULTS, RESUME_FREE, TrainConfig
 from harness.train.metrics import append_metrics, read_metrics, write_metrics
-from harness.train.data import Collator, check_records, counts as record_counts, load_formats, open_formats
+from harness.train.data import (Collator, check_context, check_records, counts as record_counts, load_formats, model_positions,
+                                open_formats)
 from harness.train.plan import Cadence, check_counts, checkpoint_cadence, deal, epoch_micro_batches, slots_per_process, steps_of
 
 RUN_FILE = "run.json"
@@ -63,7 +64,8 @@ def finished_position(run: Path) -> ck.Position | None:
 def _settings(cfg: TrainConfig, formats_content: str) -> dict:
     """What a resumed run must share with the run it continues: the trajectory settings and the
     content of the formats (their manifest's id), not only their path."""
-    return {**{k: v for k, v in cfg.to_dict().items() if k not in RESUME_FREE}, "formats_content": formats_content}
+    kept = {k: v for k, v in cfg.to_dict().items() if k not in RESUME_FREE and not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
+    return {**kept, "formats_content": formats_content}
 
 
 def _prepare_output(cfg: TrainConfig, resume: bool, formats_content: str) -> tuple[Path, bool]:
@@ -135,14 +137,18 @@ def _train(cfg: TrainConfig, formats, resume: bool, evaluator, progress: bool, a
     tokenizer = AutoTokenizer.from_pretrained(path)
     model_config = AutoConfig.from_pretrained(path)
     seq2seq = bool(getattr(model_config, "is_encoder_decoder", False)) if cfg.model_type == "auto" else cfg.model_type == "seq2seq"
-    collate = Collator(tokenizer, seq2seq=seq2seq, prompt_separator=cfg.prompt_separator, max_source_tokens=cfg.max_source_tokens)
+    collate = _collator(cfg, tokenizer, seq2seq, records)
+    positions = None if seq2seq else model_positions(model_config)
     distribution = cfg.loss == "distribution"
     target_lengths: dict[str, list[int]] = {}
     for fmt, recs in records.items():
         if recs.table is None:
             continue
         ids = collate.target_ids(recs.table.column("decoder_target").to_pylist())
-        check_records(recs, ids, need_targets=distribution, vocab_size=int(model_config.vocab_size))
+        check_records(recs, ids, need_targets=distribution, vocab_size=int(model_config.vocab_size),
+                      tokenizer_name=f"{cfg.model}'s")
+        if positions:
+            check_context(recs, collate, ids, positions)
         recs.keep_target_ids(ids)  # the collator's targets: not tokenized again
         target_lengths[fmt] = [len(x) + 1 for x in ids]  # + EOS
     with accelerator.main_process_first():  # every check passed: now the run folder is claimed (one process first)
@@ -153,6 +159,8 @@ def _train(cfg: TrainConfig, formats, resume: bool, evaluator, progress: bool, a
     accelerator.gradient_accumulation_steps = slots
     set_seed(cfg.seed)
     student = load_student(cfg.model, cfg.model_type, dropout=cfg.dropout, seed=cfg.seed)
+    if collate.eos != tokenizer.eos_token_id:  # a chat template's end of turn ends the targets: generation stops there too
+        _stop_at(student.model, collate.eos)
     blocks = enable_gradient_checkpointing(student.model) if cfg.gradient_checkpointing else 0
     fused = cfg.head == "fused" or (cfg.head == "auto" and accelerator.device.type == "cuda" and student.fused_ok()
                                     and accelerator.distributed_type.value in ("NO", "MULTI_GPU"))
@@ -206,7 +214,8 @@ def _train(cfg: TrainConfig, formats, resume: bool, evaluator, progress: bool, a
     written: list[Path] = []
     bar = _Progress(total_steps, pos.global_step, enabled=progress and accelerator.is_main_process)
     if accelerator.is_main_process:
-        accelerator.print(f"train: {student.path} ({'seq2seq' if seq2seq else 'causal'}, {'fused head' if fused else 'logits'}), "
+        accelerator.print(f"train: {student.path} ({'seq2seq' if seq2seq else 'causal'}{', chat template' if cfg.chat_template else ''}, "
+                          f"{'fused head' if fused else 'logits'}), "
                           f"loss {cfg.loss}/{cfg.variant}, {procs} process(es) x {slots} micro-batch slot(s), grad_accum {grad_accum}, "
                           f"{steps_per_epoch} steps/epoch, schedule length {schedule_total}")
         accelerator.print(f"train: precision {cfg.precision} ({header['compute']}), gradient checkpointing "
@@ -278,6 +287,33 @@ def _train(cfg: TrainConfig, formats, resume: bool, evaluator, progress: bool, a
     return TrainResult(run, pos, losses, written, header=header)
 
 
+def _collator(cfg: TrainConfig, tokenizer, seq2seq: bool, records) -> Collator:
+    """The micro-batch builder; with `chat_template`, the template's end of turn read from the first record."""
+    chat = end_id = None
+    if cfg.chat_template:
+        from harness.train.chat import ChatWrapping
+
+        if seq2seq:
+            from harness.errors import UsageError
+
+            raise UsageError("chat_template: for decoder-only students; this one is an encoder-decoder model")
+        chat = ChatWrapping(tokenizer)
+        first = next((r.table for r in records.values() if r.table is not None and r.table.num_rows), None)
+        if first is not None:
+            end_id = chat.end_id(first.column("encoder_input")[0].as_py() + cfg.prompt_separator, first.column("decoder_target")[0].as_py())
+    return Collator(tokenizer, seq2seq=seq2seq, prompt_separator=cfg.prompt_separator, max_source_tokens=cfg.max_source_tokens,
+                    chat=chat, end_id=end_id)
+
+
+def _stop_at(model, token_id: int) -> None:
+    """Add `token_id` to the model's generation EOS ids (saved with every checkpoint)."""
+    config = model.generation_config
+    current = config.eos_token_id
+    ids = [] if current is None else list(current) if isinstance(current, (list, tuple)) else [current]
+    if token_id not in ids:
+        config.eos_token_id = ids + [token_id]
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -308,6 +344,7 @@ def _header(cfg: TrainConfig, accelerator, student, *, fused: bool, blocks: int,
         "planned_examples": planned,
         "cadence": f"a checkpoint every {round(cadence.interval, 1):g} examples ({where}) and at the end",
         "head": "fused" if fused else "logits",
+        "chat_template": cfg.chat_template,
         "pad_mass_dropped_id": pad_id,
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
@@ -351,7 +388,7 @@ def _checkpoint(accelerator, objective, student, run: Path, pos: ck.Position, cf
         from harness.model_marker import write_marker
 
         write_marker(tmp / "model", "specialized", pipeline_check=student.pipeline_check, base=cfg.model,
-                     examples=pos.examples, loss=cfg.loss, variant=cfg.variant)
+                     examples=pos.examples, loss=cfg.loss, variant=cfg.variant, chat_template=cfg.chat_template)
         final = ck.finish(run, tmp, pos, {"config": cfg.to_dict(), "time": _now(), "run": header})
         ck.prune(run, cfg.keep_checkpoints)
     accelerator.wait_for_everyone()

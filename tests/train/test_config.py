@@ -6,7 +6,7 @@ import pytest
 
 from harness.errors import UsageError
 from harness.mixing import BATCH_SIZES, GRAD_ACCUM
-from harness.train.config import TrainConfig, load_config, parse_override, preset_names
+from harness.train.config import CONFIG_DIR, TrainConfig, load_config, parse_override, preset_names
 
 SIZES = {"base": ("250m", "google/flan-t5-base"), "large": ("780m", "google/flan-t5-large"),
          "xl": ("3b", "google/flan-t5-xl"), "xxl": ("11b", "google/flan-t5-xxl")}
@@ -118,3 +118,40 @@ def test_paper_presets_bound_the_evaluated_checkpoints_and_one_cadence_is_set():
     with pytest.raises(UsageError, match="checkpoints_per_run"):
         TrainConfig(formats_dir="x", checkpoint_every_examples=None, checkpoints_per_run=0).check()
     assert load_config("cpu-tiny").checkpoints_per_run is None and load_config("cpu-tiny").checkpoint_every_examples == 200
+
+
+DECODER_ONLY_PRESETS = {
+    "corrected-qwen2.5-0.5b": "Qwen/Qwen2.5-0.5B",
+    "corrected-qwen2.5-1.5b": "Qwen/Qwen2.5-1.5B",
+    "corrected-smollm2-360m": "HuggingFaceTB/SmolLM2-360M",
+    "corrected-llama-3.2-1b": "meta-llama/Llama-3.2-1B",
+}
+
+
+@pytest.mark.parametrize("name", sorted(DECODER_ONLY_PRESETS))
+def test_decoder_only_presets_distil_by_distribution_matching(name):
+    from harness.mixing import FORMATS
+
+    cfg = load_config(name, {"formats_dir": "x"})
+    cfg.check()
+    assert cfg.model == DECODER_ONLY_PRESETS[name]
+    assert (cfg.loss, cfg.variant, cfg.precision, cfg.model_type, cfg.chat_template) == ("distribution", "corrected", "bf16", "auto", False)
+    sizes, accum = cfg.batch_plan()
+    assert set(sizes) == set(FORMATS) and accum > 1
+    assert sizes["in_context_cot"] < sizes["in_context_answer_only"] < sizes["zero_shot_cot"] < sizes["zero_shot_answer_only"]
+    assert cfg.lr <= 5e-5  # not Flan-T5's 5e-4
+    assert "ESTIMATES for one 80 GB GPU" in (CONFIG_DIR / f"{name}.yaml").read_text()  # the sizes say what they are
+
+
+def test_cpu_tiny_gpt2_is_the_decoder_only_pipeline_check():
+    from transformers import AutoConfig
+
+    from harness.train.student import resolve
+
+    cfg = load_config("cpu-tiny-gpt2", {"formats_dir": "x"})
+    cfg.check()
+    assert cfg.model == "tiny-gpt2" and cfg.loss == "distribution" and cfg.precision == "fp32"
+    path, pipeline_check = resolve(cfg.model)
+    config = AutoConfig.from_pretrained(path)
+    assert pipeline_check and config.model_type == "gpt2" and not config.is_encoder_decoder
+    assert cfg.max_source_tokens + 256 <= config.n_positions  # prompt + a 256-token target fit GPT-2's positions

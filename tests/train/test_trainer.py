@@ -111,3 +111,44 @@ def test_dropout_switch(formats_dir, tmp_path, preset, training_mode, monkeypatc
                                                                                      "max_grad_norm", "warmup_steps", "epochs")})
     train(cfg, progress=False)
     assert seen == [training_mode]
+
+
+def test_a_gpt2_student_is_distilled_evaluated_and_selected(gpt2_formats_dir, tmp_path):
+    """The cpu-tiny-gpt2 preset by distribution matching, each checkpoint scored by the real lm-eval
+    evaluator (the one the CLI hands the trainer), then `train select` reading metrics.jsonl."""
+    from harness.eval.training import evaluate_for_training
+    from harness.train.config import load_config
+    from harness.train.selection import select_checkpoints
+
+    cfg = load_config("cpu-tiny-gpt2", {
+        "formats_dir": str(gpt2_formats_dir), "output_dir": str(tmp_path / "run"), "max_steps": 4, "checkpoint_every_examples": 20,
+        "eval_limit": 1, "eval_max_gen_toks": 4})
+    result = train(cfg, evaluator=evaluate_for_training, progress=False)
+    assert result.header["head"] == "logits" and len(result.checkpoints) >= 2
+    scored = {(r["checkpoint"], r["task"]) for r in _metrics(tmp_path / "run") if r["kind"] == "eval"}
+    assert scored == {(p.name, t) for p in result.checkpoints for t in ("gsm8k_cot_spec_dev", "mas_cot_spec_dev")}
+    summaries = sorted(result.checkpoints[0].glob("eval/*/*/summary.json"))
+    assert summaries and all(json.loads(s.read_text())["pipeline_check"] is True for s in summaries)
+    assert all(json.loads(s.read_text())["context"]["max_length"] == 1024 for s in summaries)
+    choices = select_checkpoints(tmp_path / "run")["choices"]
+    assert choices["mas-dev"]["candidates"] == len(result.checkpoints) and choices["last"]["checkpoint"] == result.checkpoints[-1].name
+
+
+def test_a_tiny_gpt2_fits_its_teachers_distributions(gpt2_tokenizer, tmp_path):
+    """Distribution matching on the causal path learns: the KL to 8 examples' teacher top-k falls."""
+    data = write_formats(tmp_path / "formats", gpt2_tokenizer, {"zero_shot_cot": 8}, seed=5)
+    cfg = tiny_config(data, tmp_path / "run", model="tiny-gpt2", formats=["zero_shot_cot"], batch_sizes={"zero_shot_cot": 8},
+                      grad_accum=1, epochs=100, max_steps=40, lr=1e-2, warmup_steps=0, scheduler="constant", dropout=False,
+                      max_grad_norm=None, checkpoint_every_examples=100_000)
+    losses = train(cfg, progress=False).losses
+    assert losses[-1] < 0.5 * losses[0], (losses[0], losses[-1])
+
+
+def test_a_gpt2_student_resumes_exactly_with_its_tied_head(gpt2_formats_dir, tmp_path):
+    """GPT-2 ties its head to the embeddings (accelerate saves the shared tensor once): resuming
+    still continues the identical trajectory."""
+    kw = dict(model="tiny-gpt2", checkpoint_every_examples=16, dropout=True)
+    straight = train(tiny_config(gpt2_formats_dir, tmp_path / "a", max_steps=4, **kw), progress=False)
+    first = train(tiny_config(gpt2_formats_dir, tmp_path / "b", max_steps=2, **kw), progress=False)
+    second = train(tiny_config(gpt2_formats_dir, tmp_path / "b", max_steps=4, **kw), resume=True, progress=False)
+    assert len(straight.losses) == 4 and first.losses + second.losses == straight.losses
