@@ -21,10 +21,16 @@ from harness.model_marker import MARKER
 
 # What a model needs to load and tokenize: configs, weights, tokenizer files (no TF/Flax/ONNX).
 ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken"]
+# Names the harness builds here on first use (harness/tiny_t5.py, harness/tiny_gpt2.py): never fetched.
+BUILT_HERE = ("tiny", "tiny-gpt2")
 
 
 def is_local(model: str) -> bool:
     return Path(model).expanduser().is_dir()
+
+
+def looks_like_path(model: str) -> bool:
+    return model.startswith((".", "/", "~")) or model.count("/") > 1
 
 
 def hub_off() -> bool:
@@ -43,6 +49,8 @@ def cached(model: str) -> bool:
     """A local model folder, or a hub id whose config is in the Hugging Face cache."""
     if is_local(model):
         return (Path(model).expanduser() / "config.json").is_file()
+    if looks_like_path(model):
+        return False  # a folder that is not there (a hub id has no leading . / ~ and no empty parts)
     return cached_file(model, "config.json") is not None
 
 
@@ -52,6 +60,8 @@ def pipeline_marker(model: str) -> dict | None:
 
     if is_local(model):
         return read_marker(Path(model).expanduser())
+    if looks_like_path(model):
+        return None
     path = cached_file(model, MARKER)
     return read_marker(path.parent) if path is not None else None
 
@@ -73,9 +83,9 @@ def missing(models: Iterable[str], check_hub: bool = True) -> list[str]:
     """The models that can be neither loaded from here nor fetched (local folders must exist)."""
     out = []
     for model in dict.fromkeys(models):
-        if model == "tiny" or cached(model):
+        if model in BUILT_HERE or cached(model):
             continue
-        if is_local(model) or model.startswith((".", "/", "~")) or not check_hub or not reachable(model):
+        if is_local(model) or looks_like_path(model) or not check_hub or not reachable(model):
             out.append(model)
     return out
 
@@ -86,7 +96,7 @@ def download(models: Iterable[str], progress: Callable[[str], None] | None = Non
 
     out = {}
     for model in dict.fromkeys(models):
-        if model == "tiny" or is_local(model):
+        if model in BUILT_HERE or is_local(model):
             continue
         if progress:
             progress(model)

@@ -60,6 +60,20 @@ def data_dir() -> Path:
         pytest.fail(f"{err} (the README's test command sets SPEC_DATA_DIR=../shared/data)")
 
 
+@pytest.fixture(scope="session")
+def noxfile():
+    """The repository's noxfile as a module, loaded once (nox registers its sessions on import)."""
+    import importlib.util
+    import sys
+
+    pytest.importorskip("nox")
+    spec = importlib.util.spec_from_file_location("spec_noxfile", REPO_ROOT / "noxfile.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     random.seed(0)

@@ -4,9 +4,7 @@ nox session: nothing is installed or benchmarked here)."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -39,16 +37,6 @@ class FakeSession:
     def error(self, message):
         self.errors.append(message)
         raise Stop(message)
-
-
-@pytest.fixture(scope="module")
-def noxfile():
-    spec = importlib.util.spec_from_file_location("noxfile_under_test", ROOT / "noxfile.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
 
 
 def documented_commands() -> list[str]:

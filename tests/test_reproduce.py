@@ -4,8 +4,6 @@ CUDA lock and the paper profile on a GPU node. The rehearsal itself runs in test
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -126,16 +124,6 @@ def test_auto_picks_paper_on_a_gpu_node(monkeypatch):
     assert pick_profile("auto") == "cpu"
 
 
-def _noxfile():
-    if "spec_noxfile" in sys.modules:
-        return sys.modules["spec_noxfile"]
-    spec = importlib.util.spec_from_file_location("spec_noxfile", ROOT / "noxfile.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 class _Session:
     def __init__(self, *posargs):
         self.posargs, self.installs, self.runs, self.name = list(posargs), [], [], "reproduce-table1"
@@ -148,9 +136,8 @@ class _Session:
 
 
 @pytest.mark.parametrize("gpus, lock", [("8", "containers/requirements-cuda.lock"), ("0", "containers/requirements-cpu.lock")])
-def test_nox_installs_the_cuda_lock_on_a_gpu_node_and_leaves_the_hub_alone(monkeypatch, gpus, lock):
-    pytest.importorskip("nox")
-    nox_module = _noxfile()
+def test_nox_installs_the_cuda_lock_on_a_gpu_node_and_leaves_the_hub_alone(monkeypatch, noxfile, gpus, lock):
+    nox_module = noxfile
     monkeypatch.setenv("SPEC_GPU_COUNT", gpus)
     session = _Session()
     nox_module._reproduce(session, "table1")

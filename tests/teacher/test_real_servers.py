@@ -21,7 +21,7 @@ from harness.teacher.base import ScoreRequest
 from harness.teacher.openai_backend import TeacherHTTPError
 from harness.teacher.server_probe import PROBE_MAX_TOKENS, ServerCapabilityError
 from harness.teacher.token_spelling import display_token
-from tests.teacher.server_recordings import SAMPLE, SCENARIOS, SCORE, SCORE_PROMPT, ReplayServer, exchanges, load, teacher
+from tests.teacher.server_recordings import SAMPLE, SCENARIOS, SCORE, ReplayServer, exchanges, load, teacher
 
 LLAMA = load("llama-cpp-python-0.3.36")  # the default teacher as converted: no BOS token
 LLAMA_BOS = load("llama-cpp-python-0.3.36-bos")  # the same weights, BOS added to every prompt
