@@ -97,8 +97,8 @@ BENCH_CPU = (
     ("python", "-m", "harness", "align", "report"),
     ("python", "-m", "harness.teacher.http_bench"),
     ("python", "scripts/bench_pipeline.py"),
+    ("python", "-m", "kernels.bench", "--device", "cpu"),
 )
-KERNEL_BENCH_CPU = ("python", "-m", "kernels.bench", "--device", "cpu")
 
 
 @nox.session(name="bench-cpu", python="3.11", default=False)
@@ -109,21 +109,9 @@ def bench_cpu(session: nox.Session) -> None:
     took more than --max-load of it; `-- --allow-load` writes anyway, labelled "not a result".
     """
     _install(session)
-    env = _env()
     load = [a for a in session.posargs if a == "--allow-load" or a.startswith("--max-load=")]
-    kernel_help = session.run(*KERNEL_BENCH_CPU[:3], "--help", silent=True, env=env)
-    if kernel_help is None:  # nox --install-only: nothing ran
-        return
-    kernel_cpu = "--device" in kernel_help
-    if not kernel_cpu:
-        session.warn("kernels.bench has no --device option here (the CPU loss bench of issue 22 is not merged yet); "
-                     "its figure will be missing")
     for command in BENCH_CPU:
-        session.run(*command, *load, env=env)
-    if not kernel_cpu:
-        session.error("not regenerated: the kernel CPU-loss figure (`python -m kernels.bench --device cpu` does not exist "
-                      "on this branch); every other figure above was")
-    session.run(*KERNEL_BENCH_CPU, *(load if "--allow-load" in kernel_help else []), env=env)
+        session.run(*command, *load, env=_env())
 
 
 # --- Reproducing the paper (README, "Reproduce the paper's tables") --------------------------------

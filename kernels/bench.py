@@ -426,7 +426,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--repeats", type=int, help="interleaved samples per provider and shape (default: 5 on the GPU, 7 on CPU)")
     ap.add_argument("--max-load", type=float, default=MAX_OTHER_FRACTION,
                     help="largest share of the machine's CPU time other processes may use (default 0.05)")
-    ap.add_argument("--force", action="store_true", help="write the results even above --max-load, marked as forced")
+    ap.add_argument("--force", "--allow-load", dest="force", action="store_true",
+                    help="write the results even above --max-load, marked as forced (--allow-load: the harness benches' name)")
     ap.add_argument("--plumbing", action="store_true", help="run the GPU code on CPU at tiny shapes (TRITON_INTERPRET=1); not a measurement")
     ap.add_argument("--threads", type=int, help="CPU mode: torch threads (default: torch's)")
     ap.add_argument("--no-reference", action="store_true", help="CPU mode: leave the slow reference out")
