@@ -38,6 +38,19 @@ def _browser() -> str:
     pytest.skip("headless Chromium is not installed; install it with `apt-get install -y chromium` (Debian) to run the browser check")
 
 
+def _open(browser: str, page: str, tmp_path) -> tuple[dict, str]:
+    """What headless Chromium built from `page`: the probe's counts and the DOM."""
+    probed = tmp_path / "probed.html"
+    probed.write_text(page.replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+               f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", probed.as_uri()]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr[-2000:]
+    match = re.search(r'<pre id="probe">(.*?)</pre>', done.stdout, re.S)
+    assert match, f"the probe did not run; DOM starts: {done.stdout[:300]!r}"
+    return json.loads(match.group(1).replace("&amp;", "&")), done.stdout  # a text node: only &, <, > are escaped
+
+
 def test_report_renders_in_headless_chromium(tmp_path):
     browser = _browser()
     path = tmp_path / "results.json"
@@ -46,18 +59,8 @@ def test_report_renders_in_headless_chromium(tmp_path):
     path.write_text(json.dumps(data), encoding="utf-8")
     render_report(path, tmp_path / "out", teacher=False)
     page = (tmp_path / "out" / "table1.html").read_text(encoding="utf-8")
-    expected_tables = page.count("<table>")
-    probed = tmp_path / "probed.html"
-    probed.write_text(page.replace("</body>", PROBE + "</body>"), encoding="utf-8")
-    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-               f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", probed.as_uri()]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=90)
-    assert done.returncode == 0, done.stderr[-2000:]
-    dom = done.stdout
-    match = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
-    assert match, f"the probe did not run; DOM starts: {dom[:300]!r}"
-    seen = json.loads(match.group(1).replace("&amp;", "&"))  # a text node: only &, <, > are escaped
-    assert seen["tables"] == expected_tables >= 8
+    seen, dom = _open(browser, page, tmp_path)
+    assert seen["tables"] == page.count("<table>") >= 8
     assert len(seen["images"]) == 3
     for image in seen["images"]:
         assert image["complete"] and image["w"] >= 800 and image["h"] >= 300, image  # 9-10 in wide at 100 dpi
@@ -74,19 +77,29 @@ def test_schema2_report_renders_in_headless_chromium(tmp_path):
     path.write_text(json.dumps(data), encoding="utf-8")
     render_report(path, tmp_path / "out", teacher=False)
     page = (tmp_path / "out" / "table1.html").read_text(encoding="utf-8")
-    probed = tmp_path / "probed.html"
-    probed.write_text(page.replace("</body>", PROBE + "</body>"), encoding="utf-8")
-    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-               f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", probed.as_uri()]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=90)
-    assert done.returncode == 0, done.stderr[-2000:]
-    match = re.search(r'<pre id="probe">(.*?)</pre>', done.stdout, re.S)
-    assert match, f"the probe did not run; DOM starts: {done.stdout[:300]!r}"
-    seen = json.loads(match.group(1).replace("&amp;", "&"))
+    seen, dom = _open(browser, page, tmp_path)
     assert seen["tables"] == page.count("<table>") >= 10
     assert len(seen["images"]) == 2  # Figs. 3 and 4; no Table 2 cells, so no Fig. 2
     for image in seen["images"]:
         assert image["complete"] and image["w"] >= 800 and image["h"] >= 300, image
-    dom = done.stdout
     assert "not run (27.1)" in dom and "needs 8 GPUs of 80 GB" in dom and "Teacher data" in dom
     assert "of 13 evaluated checkpoints" in dom and "bf16 (the authors: fp32)" in dom
+
+
+def test_tradeoff_report_renders_in_headless_chromium(tmp_path):
+    """`harness specialize`'s report: the before/after table and its three figures decode."""
+    from test_report_tradeoff import results
+
+    from harness.report.tradeoff import render_tradeoff
+
+    browser = _browser()
+    path = tmp_path / "tradeoff.results.json"
+    path.write_text(json.dumps(results()), encoding="utf-8")
+    render_tradeoff(path, tmp_path / "out")
+    page = (tmp_path / "out" / "tradeoff.html").read_text(encoding="utf-8")
+    seen, dom = _open(browser, page, tmp_path)
+    assert seen["tables"] == page.count("<table>") >= 1
+    assert len(seen["images"]) == 3
+    for image in seen["images"]:
+        assert image["complete"] and image["w"] >= 400 and image["h"] >= 200, image
+    assert "PIPELINE CHECK" in dom and "GSM8K, in-context" in dom and "checkpoint-000000200" in dom
