@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from harness.errors import DataError, ResumeError, UsageError
+from harness.errors import DataError, HarnessError, ResumeError, UsageError
 from harness.records import atomic_write, current_umask
 from harness.resume import LOCK_NAME
 from harness.schemas import Contract
@@ -322,20 +322,26 @@ class OutputFolder:
         manifest does not list was renamed into place just before a crash: complete, so adopted."""
         on_disk = shards_on_disk(self.root, self.contract)
         listed = self.previous.shards if self.previous is not None else {}
-        if names is None:
-            names = on_disk
-            missing = sorted(set(listed) - set(on_disk))
-            if missing:
-                raise DataError(f"{self.root / missing[0]}: listed in {MANIFEST} but missing; the output is damaged: "
-                                "delete it and rerun")
-        for name in names:
-            path = self.root / name
-            self.contract.check(path, read_schema(path))
-            if name in listed:
-                check_shard(self.root, name, listed[name], hashes=True)
-                self.manifest.shards[name] = dict(listed[name])
-            else:
-                self.manifest.shards[name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path), "rows": num_rows(path)}
+        try:
+            if names is None:
+                names = on_disk
+                missing = sorted(set(listed) - set(on_disk))
+                if missing:
+                    raise DataError(f"{self.root / missing[0]}: listed in {MANIFEST} but missing; the output is damaged: "
+                                    "delete it and rerun")
+            for name in names:
+                path = self.root / name
+                if name in listed:  # size and sha256 first: a damaged shard is "corrupted", not "unreadable Parquet"
+                    check_shard(self.root, name, listed[name], hashes=True)
+                self.contract.check(path, read_schema(path))
+                if name in listed:
+                    self.manifest.shards[name] = dict(listed[name])
+                else:
+                    self.manifest.shards[name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path), "rows": num_rows(path)}
+        except HarnessError:
+            if self.previous is not None and self.previous.complete:  # refused before changing anything: still sealed,
+                _write_manifest(self.root, self.previous)              # so readers keep naming the damaged shard
+            raise
         _write_manifest(self.root, self.manifest)
 
     def lock(self) -> None:

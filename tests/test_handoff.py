@@ -125,6 +125,26 @@ def test_a_damaged_store_is_named_by_every_reader(chain, tmp_path, capsys, damag
         one_line(err, shard.name, "corrupted")
 
 
+@pytest.mark.parametrize("damage", [truncate, flip_a_bit], ids=["truncated", "bit-flipped"])
+def test_a_refused_rerun_leaves_the_damaged_output_sealed(chain, tmp_path, capsys, damage):
+    """The writer rerun over its damaged output says "corrupted" (size and sha256 are checked before the
+    Parquet is parsed) and changes nothing: the manifest stays sealed, so a reader after it still names
+    the damaged shard instead of calling the output unfinished (the fault table, issue 21)."""
+    root = copy(chain, tmp_path, "store", "aligned")  # the aligned copy's settings name the chain's store: align from it
+    for folder, rerun, reader in (
+            ("store", ["teacher", "gold", root / "store", "--tokenizer", "tiktoken:p50k_base", "--limit", "8"],
+             ["align", "run", root / "store", root / "aligned2", "--workers", "1"]),
+            ("aligned", ["align", "run", chain / "store", root / "aligned", "--workers", "1", "--chunk-size", "4", "--shard-rows", "4"],
+             ["formats", "build", "--store", chain / "store", "--aligned", root / "aligned", "--output", root / "f"])):
+        shard = first_shard(root / folder, None)
+        damage(shard)
+        for args in (rerun, reader):
+            code, err = run_cli(capsys, *args)
+            assert code == 1, args
+            one_line(err, str(shard), "corrupted")
+        assert handoff.read_manifest(root / folder).complete
+
+
 def test_damaged_aligned_targets_are_named_by_formats_build(chain, tmp_path, capsys):
     root = copy(chain, tmp_path, "store", "aligned")
     shard = first_shard(root / "aligned", ALIGNED)

@@ -449,5 +449,6 @@ def count_selected(store: Path, select: str) -> int:
     manifest = handoff.verify(store, TEACHER_STORE, what="teacher store")
     if select == "all":
         return manifest.rows
-    return sum(sum(handoff.read_table(store / name, [select], contract=TEACHER_STORE).column(select).to_pylist())
+    return sum(sum(handoff.read_table(store / name, [select], contract=TEACHER_STORE, expect=manifest.shards[name])
+                   .column(select).to_pylist())
                for name in sorted(manifest.shards))

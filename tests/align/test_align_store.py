@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pyarrow.parquet as pq
 import pytest
 
 from harness.align.api import AlignConfig
-from harness.align.store import run_store_alignment
+from harness.align.store import count_selected, run_store_alignment
 from harness.errors import DataError, ResumeError
 from harness.teacher.gold import build_gold_store
 
@@ -73,3 +75,16 @@ def test_resume_after_a_crash_and_refusal_of_other_settings(store, tmp_path):
 def test_not_a_store(tmp_path):
     with pytest.raises(DataError, match="not a teacher store"):
         run_store_alignment(tmp_path, tmp_path / "out", AlignConfig())
+
+
+def test_counting_a_store_checks_each_shard_before_parsing_it(store, tmp_path):
+    """`align run` counts the selected samples first: a shard whose footer a flipped bit broke is named
+    corrupted (its sha256), not "unreadable Parquet" (the fault table, issue 21)."""
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    shard = sorted((copy / "data").glob("part-*.parquet"))[0]
+    data = bytearray(shard.read_bytes())
+    data[-6] ^= 0x40  # the footer's length field: the Parquet no longer opens
+    shard.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=f"{shard}: corrupted: its sha256 differs"):
+        count_selected(copy, "correct")
