@@ -54,7 +54,8 @@ class AlignedTargets(Mapping):
         ok = []  # filtered shard by shard: only one unfiltered shard is in memory at a time
         for _, part in handoff.read_shards(folder, ALIGNED, ["question_id", "sample_index", "status", *cls.FIELDS], manifest):
             ok.append(part.filter(pc.equal(part.column("status"), "ok")))
-        table = pa.concat_tables(ok)
+        table = pa.concat_tables(ok).combine_chunks()  # one chunk: `take` on ~50 chunks of list columns is ~15x slower
+        del ok
         index = {key: i for i, key in enumerate(zip(table.column("question_id").to_pylist(), table.column("sample_index").to_pylist()))}
         return cls(table, index, manifest, folder)
 
