@@ -5,7 +5,8 @@
   and goes, and order effects (a warm allocator, a cold cache), fall on all of them alike.
 - **Repeats with their spread.** A ratio is formed inside one repeat (side by side), then
   summarised across repeats by `spread`: median, p20–p80 and min–max. A rerun's median falling
-  outside the previous run's min–max is the sign that a figure does not reproduce (`within`).
+  outside the previous run's min–max is the sign that a figure does not reproduce (`within`,
+  `rerun_check`); `run_history` keeps the earlier quiet runs of a figure on its page.
 - **The machine's load.** `LoadMeter` reads the machine's busy CPU seconds (/proc/stat, steal
   included) and this process tree's own (rusage of this process and its waited-for children);
   the difference is what other processes took while the bench ran.
@@ -228,6 +229,70 @@ def ratios(numerators: Sequence[float], denominators: Sequence[float]) -> list[f
 def within(value: float, previous: Mapping) -> bool:
     """Does a rerun's median fall inside the spread an earlier report stated (its min–max)?"""
     return previous["min"] <= value <= previous["max"]
+
+
+# ----------------------------------------------------------------------------- reruns
+
+
+def rerun_check(previous: Mapping | None, same_settings: bool, now: Mapping[str, Mapping | None],
+                before: Mapping[str, Mapping | None]) -> dict | None:
+    """Each figure's median now against the min–max the previous report stated (`before`: its
+    spreads by the same keys); None without a previous report of the same settings."""
+    if not previous or not same_settings:
+        return None
+    figures = {}
+    for key, x in now.items():
+        b = before.get(key)
+        if x and isinstance(b, Mapping):
+            figures[key] = {"now": x["median"], "previous": {k: b[k] for k in ("median", "min", "max")},
+                            "within_previous_spread": within(x["median"], b)}
+    manifest = previous.get("manifest", {})
+    return {"previous_commit": manifest.get("git_commit"), "previous_created": manifest.get("created"),
+            "previous_was_result": bool(previous.get("verdict", {}).get("result")), "figures": figures}
+
+
+def rerun_line(check: Mapping | None, labels: Mapping[str, str], spec: str = ".2f") -> list[str]:
+    """The page's "Rerun check" paragraph (nothing when there was no previous report to check against)."""
+    figures = (check or {}).get("figures") or (check or {}).get("ratios") or {}
+    if not figures:
+        return []
+    verdicts = "; ".join(f"{labels.get(k, k)} {format(c['now'], spec)} {'inside' if c['within_previous_spread'] else 'OUTSIDE'} "
+                         f"{format(c['previous']['min'], spec)}–{format(c['previous']['max'], spec)}" for k, c in figures.items())
+    return [f"Rerun check against the previous report (commit `{check['previous_commit']}`, {check['previous_created']}"
+            f"{'' if check['previous_was_result'] else ', itself not a result'}): {verdicts}.", ""]
+
+
+def run_history(previous: Mapping | None, same_settings: bool, previous_figures: Mapping[str, Mapping | None]) -> list[dict]:
+    """The quiet runs of the same settings before this one, oldest first: the previous report's own
+    history plus the previous report itself (when it was a result). A figure that drifts between
+    runs (a VM's speed does) shows here rather than being replaced by the latest run."""
+    if not previous or not same_settings:
+        return []
+    runs = list(previous.get("history") or [])
+    if previous.get("verdict", {}).get("result"):
+        manifest = previous.get("manifest", {})
+        runs.append({"commit": manifest.get("git_commit"), "created": manifest.get("created"),
+                     "figures": {k: {m: v[m] for m in ("median", "min", "max")} for k, v in previous_figures.items() if v}})
+    return runs
+
+
+def history_line(history: list[dict] | None, labels: Mapping[str, str], spec: str = ".2f", what: str = "medians") -> list[str]:
+    """The earlier quiet runs' medians in one paragraph (nothing when there are none)."""
+    if not history:
+        return []
+    runs = "; ".join(f"{h['created']} (`{(h['commit'] or '?')[:12]}`): "
+                     + ", ".join(f"{labels.get(k, k)} {format(f['median'], spec)}" for k, f in h["figures"].items()) for h in history)
+    return [f"Earlier quiet runs of the same settings (oldest first; {what}): {runs}.", ""]
+
+
+def read_previous(path: Path) -> dict | None:
+    """The report a bench is about to replace (its JSON), or None when there is none or it is unreadable."""
+    import json
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 # ----------------------------------------------------------------------------- provenance

@@ -10,7 +10,9 @@ Protocol (`bench_protocol`): providers interleaved round-robin with a rotating o
 samples each (a sample = the mean of a block of calls lasting ~150 ms), ratios taken repeat by
 repeat, medians with p20/p80 and min/max; the load (other processes' CPU seconds) is recorded,
 and above `--max-load` the report is not written (the numbers are printed, with the reason)
-unless `--force`, which marks the report as forced.
+unless `--force`, which marks the report as forced. Each ratio's median is checked against the
+min–max the previous report of the same settings stated (shapes, providers, torch threads; not the
+repeats), and the earlier quiet runs of those settings are kept in the report.
 Targets (issue 22): ours <= 1.3x cross-entropy for one-hot targets, <= 1.6x for K = 5.
 """
 
@@ -25,7 +27,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .bench_protocol import LoadMeter, interleave, load_verdict, ratios, summary, wall_ms
+from .bench_protocol import (LoadMeter, history_line, interleave, load_verdict, ratios, rerun_check, rerun_line, run_history,
+                             summary, wall_ms)
 
 V = 32128
 NS = (256, 4096)
@@ -85,6 +88,27 @@ def bench_case(n: int, k: int, repeats: int, with_reference: bool) -> tuple[list
     return rows, ratio
 
 
+def figures(result: dict) -> dict:
+    """The figures a rerun is checked on: ours / cross-entropy per configuration (from the fields
+    every report has, so a report written before the check existed is checked against too)."""
+    return {f"N={r['N']} K={r['K']}": {"median": r["ratio_median"], "min": r["ratio_min"], "max": r["ratio_max"]}
+            for r in result["ratios"]}
+
+
+def settings(result: dict) -> list:
+    """What changes the ratios: the shapes, the providers interleaved and torch's threads (not the repeats)."""
+    return [sorted([r["N"], r["V"], r["K"]] for r in result["ratios"]), sorted({r["provider"] for r in result["rows"]}),
+            result["meta"].get("torch_threads")]
+
+
+def check_rerun(previous: dict | None, result: dict) -> None:
+    same = bool(previous) and settings(previous) == settings(result)
+    before = figures(previous) if same else {}
+    result["rerun_figures"] = figures(result)
+    result["rerun_check"] = rerun_check(previous, same, result["rerun_figures"], before)
+    result["history"] = run_history(previous, same, before)
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -123,7 +147,16 @@ def render(result: dict) -> str:
     for r in result["ratios"]:
         lines.append(f"| {r['N']} | {r['K']} | {r['ratio_median']:.2f}x | {r['ratio_p20']:.2f} | {r['ratio_p80']:.2f} | "
                      f"{r['ratio_min']:.2f} | {r['ratio_max']:.2f} | <= {r['target']}x | {'met' if r['met'] else 'MISSED'} |")
-    return "\n".join(lines) + "\n"
+    lines += ["", *rerun_line(result.get("rerun_check"), {}), *history_line(result.get("history"), {})]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _read_json(path: Path) -> dict | None:
+    """The report about to be replaced, or None (none there, or unreadable)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -150,6 +183,10 @@ def run(args, meta_base: dict) -> int:
     meta = dict(meta_base, cpu=_cpu_model(), torch_threads=torch.get_num_threads(), repeats=args.repeats, load=load,
                 load_ok=keep, load_reason=reason, forced=not keep and args.force)
     result = {"meta": meta, "rows": rows, "ratios": rats}
+    check_rerun(_read_json(args.out / "cpu-loss.json"), result)
+    for key, c in (result["rerun_check"] or {}).get("figures", {}).items():
+        print(f"kernels.bench --device cpu: rerun check {key}: {c['now']:.2f} {'inside' if c['within_previous_spread'] else 'OUTSIDE'} "
+              f"the previous {c['previous']['min']:.2f}–{c['previous']['max']:.2f}", flush=True)
     md = render(result)
     if not keep and not args.force:
         print(md)

@@ -133,3 +133,57 @@ def summary(values: list[float]) -> dict:
 def ratios(numerator: list[float], denominator: list[float]) -> list[float]:
     """Repeat-by-repeat ratios of two providers' samples (taken next to each other in time)."""
     return [a / b for a, b in zip(numerator, denominator) if b]
+
+
+# Reruns: harness.benchmarking's rerun_check / run_history / rerun_line for the kernels' reports
+# (kernels import no harness; these reports keep commit, time and verdict under "meta").
+
+
+def _spread3(x: dict) -> dict:
+    return {m: x[m] for m in ("median", "min", "max")}
+
+
+def rerun_check(previous: dict | None, same_settings: bool, now: dict, before: dict) -> dict | None:
+    """Each figure's median now against the min–max the previous report stated; None without a
+    previous report of the same settings."""
+    if not previous or not same_settings:
+        return None
+    figures = {k: {"now": x["median"], "previous": _spread3(before[k]),
+                   "within_previous_spread": before[k]["min"] <= x["median"] <= before[k]["max"]}
+               for k, x in now.items() if x and isinstance(before.get(k), dict)}
+    meta = previous.get("meta", {})
+    return {"previous_commit": meta.get("git_commit"), "previous_created": meta.get("timestamp"),
+            "previous_was_result": bool(meta.get("load_ok")), "figures": figures}
+
+
+def run_history(previous: dict | None, same_settings: bool, previous_figures: dict) -> list[dict]:
+    """The quiet runs of the same settings before this one, oldest first (the previous report's
+    history, then the previous report itself when it was a result)."""
+    if not previous or not same_settings:
+        return []
+    runs = list(previous.get("history") or [])
+    meta = previous.get("meta", {})
+    if meta.get("load_ok"):
+        runs.append({"commit": meta.get("git_commit"), "created": meta.get("timestamp"),
+                     "figures": {k: _spread3(v) for k, v in previous_figures.items() if v}})
+    return runs
+
+
+def rerun_line(check: dict | None, labels: dict, spec: str = ".2f") -> list[str]:
+    """The page's "Rerun check" paragraph (nothing without a previous report to check against)."""
+    figures = (check or {}).get("figures") or {}
+    if not figures:
+        return []
+    verdicts = "; ".join(f"{labels.get(k, k)} {format(c['now'], spec)} {'inside' if c['within_previous_spread'] else 'OUTSIDE'} "
+                         f"{format(c['previous']['min'], spec)}–{format(c['previous']['max'], spec)}" for k, c in figures.items())
+    return [f"Rerun check against the previous report (commit `{check['previous_commit']}`, {check['previous_created']}"
+            f"{'' if check['previous_was_result'] else ', itself not a result'}): {verdicts}.", ""]
+
+
+def history_line(history: list[dict] | None, labels: dict, spec: str = ".2f") -> list[str]:
+    """The earlier quiet runs' medians in one paragraph (nothing when there are none)."""
+    if not history:
+        return []
+    runs = "; ".join(f"{h['created']} (`{(h['commit'] or '?')[:12]}`): "
+                     + ", ".join(f"{labels.get(k, k)} {format(f['median'], spec)}" for k, f in h["figures"].items()) for h in history)
+    return [f"Earlier quiet runs of the same settings (oldest first; medians): {runs}.", ""]

@@ -11,7 +11,9 @@ reports/teacher/pipeline.{json,md}.
 
 Protocol (harness.benchmarking): `--repeats` repeats of align run then formats build, each from
 scratch; median and min-max of each stage's and the total's wall seconds, the largest peak RSS,
-the CPU seconds other processes took during each stage. Nothing to interleave: there is one
+the CPU seconds other processes took during each stage. A rerun is checked against the report
+it replaces (same samples and workers): each figure's median inside that report's min–max, and
+the page keeps every earlier quiet run's figures (`history`). Nothing to interleave: there is one
 provider, and formats build reads align run's output. A run where others took more than
 `--max-load` of the machine is printed, not written (exit 3), unless `--allow-load`.
 This script spans stages, so it lives beside the CLI, not inside one stage.
@@ -135,7 +137,7 @@ def summarize(runs: list[dict]) -> dict:
 
 
 def render(result: dict) -> str:
-    from harness.benchmarking import Verdict, protocol_lines
+    from harness.benchmarking import Verdict, protocol_lines, rerun_line
 
     s, store = result["summary"], result["store"]
     total, peak = s["total_seconds"], max(s[k]["peak_rss_gib_largest_process"] for k in ("align", "formats"))
@@ -168,9 +170,39 @@ def render(result: dict) -> str:
         f"**{store['bytes_per_token']} bytes/token** at top-5 (DistillKit reports ~300 bytes/token at top-128). "
         f"Aligned targets: {result['aligned_bytes_per_token']} bytes per teacher token.",
         "",
+        *rerun_line(result.get("rerun_check"), FIGURE_LABELS, ".1f"),
+        *history_lines(result),
         *protocol_lines(Verdict(**result["verdict"]), result["manifest"], "one provider, stages in their order (nothing to "
                         "interleave)", result["repeats"]),
     ])
+
+
+FIGURE_LABELS = {"total_seconds": "total s", "align_seconds": "align run s", "formats_seconds": "formats build s"}
+
+
+def figures(summary: dict) -> dict:
+    """The figures a rerun is checked on: each stage's and the total's wall seconds (their spreads)."""
+    return {"total_seconds": summary["total_seconds"], "align_seconds": summary["align"]["seconds"],
+            "formats_seconds": summary["formats"]["seconds"]}
+
+
+def history_lines(result: dict) -> list[str]:
+    """Every quiet run of these settings the reports have kept, this one last: a VM's speed drifts
+    between runs by more than one run's spread, so the page shows the runs, not only the latest."""
+    runs = [*result.get("history", []), {"commit": result["manifest"]["git_commit"], "created": result["manifest"]["created"],
+                                           "figures": result["rerun_figures"], "this_run": True}]
+    if len(runs) < 2:
+        return []
+    lines = ["Runs of this command kept so far (quiet runs of the same samples and workers; wall seconds, median (min–max)):", "",
+             "| run | commit | align run | formats build | total |", "|---|---|---|---|---|"]
+    for run in runs:
+        f = run["figures"]
+        cells = " | ".join("–" if k not in f else f"{f[k]['median']:.1f} ({f[k]['min']:.1f}–{f[k]['max']:.1f})"
+                           for k in ("align_seconds", "formats_seconds", "total_seconds"))
+        lines.append(f"| {run['created']}{' (this run)' if run.get('this_run') else ''} | `{(run['commit'] or '?')[:12]}` | {cells} |")
+    medians = [run["figures"]["total_seconds"]["median"] for run in runs if "total_seconds" in run["figures"]]
+    lines += ["", f"Across these {len(medians)} runs the median total ranged {min(medians):.1f}–{max(medians):.1f} s.", ""]
+    return lines
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -188,7 +220,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from harness.benchmarking import LoadMeter, check_max_load, command_line, judge, provenance, refuse
+    from harness.benchmarking import (LoadMeter, check_max_load, command_line, judge, provenance, read_previous, refuse,
+                                      rerun_check, run_history)
     from harness.errors import HarnessError, UsageError
     from harness.records import atomic_write
 
@@ -226,8 +259,17 @@ def main(argv: list[str] | None = None) -> int:
             "aligned_bytes_per_token": round(sizes["aligned_bytes"] / store["tokens"], 2), "formats_bytes": sizes["formats_bytes"],
             "load": load.to_dict(), "verdict": verdict.to_dict(), "manifest": provenance(command, packages=("pyarrow", "numba")),
         }
+        previous = read_previous(out / "pipeline.json")
+        same = bool(previous) and (previous.get("samples"), previous.get("workers")) == (args.samples, args.workers)
+        before = figures(previous["summary"]) if same and "summary" in previous else {}
+        result["rerun_figures"] = figures(summary)
+        result["rerun_check"] = rerun_check(previous, same, result["rerun_figures"], before)
+        result["history"] = run_history(previous, same, before)
         page = render(result)
         print(page)
+        for key, c in ((result["rerun_check"] or {}).get("figures") or {}).items():
+            print(f"bench: rerun check {key}: {c['now']:.1f} {'inside' if c['within_previous_spread'] else 'OUTSIDE'} "
+                  f"the previous {c['previous']['min']:.1f}–{c['previous']['max']:.1f}", file=sys.stderr)
         if not verdict.write:
             raise refuse(verdict)
         out.mkdir(parents=True, exist_ok=True)

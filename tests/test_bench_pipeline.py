@@ -76,3 +76,52 @@ def test_a_loaded_machine_is_printed_not_written(script, data_dir, tmp_path, mon
 def test_bad_options(script, tmp_path, capsys, args, option):
     assert script.main(args + ["--out", str(tmp_path / "r")]) == 2
     assert option in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_a_rerun_is_checked_against_the_report_it_replaces_and_earlier_runs_are_kept(script, tmp_path, monkeypatch, capsys):
+    fake_machine(monkeypatch, 0.0)
+    canned = {"seconds": 1.0, "cpu_seconds_main_process": 0.5, "cpu_seconds_workers": 0.0, "peak_rss_gib_largest_process": 0.1,
+              "cpu_seconds_other_processes": 0.0}
+    totals = iter([(10.0, 12.0, 14.0), (13.0, 13.5, 15.0), (20.0, 21.0, 22.0)])
+
+    def run_repeats(store, tmp, workers, repeats, meter):
+        runs = [{"align": {**canned, "seconds": t - 1.0}, "formats": canned, "total_seconds": t} for t in next(totals)]
+        return runs, {"aligned_bytes": 10, "formats_bytes": 20}
+
+    monkeypatch.setattr(script, "run_repeats", run_repeats)
+    out = tmp_path / "r"
+    args = ["--samples", "12", "--workers", "1", "--repeats", "3", "--out", str(out)]
+    assert script.main(args) == 0
+    first = json.loads((out / "pipeline.json").read_text())
+    assert first["rerun_check"] is None and first["history"] == []
+    assert "Rerun check" not in (out / "pipeline.md").read_text()
+
+    assert script.main(args) == 0  # median 13.5: inside the first run's total, 10.0–14.0
+    second = json.loads((out / "pipeline.json").read_text())
+    check = second["rerun_check"]["figures"]["total_seconds"]
+    assert check == {"now": 13.5, "previous": {"median": 12.0, "min": 10.0, "max": 14.0}, "within_previous_spread": True}
+    assert [run["figures"]["total_seconds"]["median"] for run in second["history"]] == [12.0]
+    page = (out / "pipeline.md").read_text()
+    assert "Rerun check against the previous report" in page and "total s 13.5 inside 10.0–14.0" in page
+    assert "Across these 2 runs the median total ranged 12.0–13.5 s." in page
+
+    capsys.readouterr()
+    assert script.main(args) == 0  # median 21.0: outside 13.0–15.0, said on the page and on stderr
+    third = json.loads((out / "pipeline.json").read_text())
+    assert third["rerun_check"]["figures"]["total_seconds"]["within_previous_spread"] is False
+    assert [run["figures"]["total_seconds"]["median"] for run in third["history"]] == [12.0, 13.5]
+    assert "total s 21.0 OUTSIDE 13.0–15.0" in (out / "pipeline.md").read_text()
+    assert "rerun check total_seconds: 21.0 OUTSIDE the previous 13.0–15.0" in capsys.readouterr().err
+
+
+def test_a_rerun_with_other_samples_is_not_compared(script, tmp_path, monkeypatch):
+    fake_machine(monkeypatch, 0.0)
+    canned = {"seconds": 1.0, "cpu_seconds_main_process": 0.5, "cpu_seconds_workers": 0.0, "peak_rss_gib_largest_process": 0.1,
+              "cpu_seconds_other_processes": 0.0}
+    monkeypatch.setattr(script, "run_repeats", lambda store, tmp, workers, repeats, meter: (
+        [{"align": canned, "formats": canned, "total_seconds": 2.0}] * repeats, {"aligned_bytes": 10, "formats_bytes": 20}))
+    out = tmp_path / "r"
+    assert script.main(["--samples", "12", "--workers", "1", "--repeats", "1", "--out", str(out)]) == 0
+    assert script.main(["--samples", "13", "--workers", "1", "--repeats", "1", "--out", str(out)]) == 0
+    result = json.loads((out / "pipeline.json").read_text())
+    assert result["rerun_check"] is None and result["history"] == []

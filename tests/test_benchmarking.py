@@ -179,3 +179,61 @@ def test_readers_on_this_machine_and_without_proc(monkeypatch):
 
     monkeypatch.setattr(bm, "open", no_proc, raising=False)
     assert bm.machine_busy_seconds() is None
+
+
+def report(result: bool, commit: str, median: float, history=None) -> dict:
+    """A previous report as the helpers read it: manifest, verdict, history."""
+    return {"manifest": {"git_commit": commit, "created": f"t-{commit}"}, "verdict": {"result": result},
+            **({"history": history} if history is not None else {}), "figures": {"r": bm.spread([median - 0.1, median, median + 0.1]).to_dict()}}
+
+
+def test_rerun_check_inside_and_outside_the_previous_spread():
+    previous = report(True, "abc", 1.0)
+    now = {"r": bm.spread([1.05]).to_dict(), "s": bm.spread([3.0]).to_dict(), "gone": None}
+    check = bm.rerun_check(previous, True, now, previous["figures"])
+    assert (check["previous_commit"], check["previous_created"], check["previous_was_result"]) == ("abc", "t-abc", True)
+    assert list(check["figures"]) == ["r"]  # only figures both reports state
+    assert check["figures"]["r"] == {"now": 1.05, "previous": {"median": 1.0, "min": 0.9, "max": 1.1}, "within_previous_spread": True}
+    outside = bm.rerun_check(previous, True, {"r": bm.spread([1.2]).to_dict()}, previous["figures"])
+    assert outside["figures"]["r"]["within_previous_spread"] is False
+    line = "\n".join(bm.rerun_line(outside, {"r": "the ratio"}))
+    assert line.startswith("Rerun check against the previous report (commit `abc`, t-abc)")
+    assert "the ratio 1.20 OUTSIDE 0.90–1.10" in line
+    loaded = bm.rerun_check(report(False, "def", 1.0), True, now, previous["figures"])
+    assert "itself not a result" in bm.rerun_line(loaded, {})[0] and "r 1.05 inside 0.90–1.10" in bm.rerun_line(loaded, {})[0]
+
+
+def test_no_rerun_check_without_a_previous_report_of_the_same_settings():
+    now = {"r": bm.spread([1.0]).to_dict()}
+    assert bm.rerun_check(None, True, now, {}) is None
+    assert bm.rerun_check(report(True, "abc", 1.0), False, now, now) is None
+    assert bm.run_history(None, True, now) == [] and bm.run_history(report(True, "abc", 1.0), False, now) == []
+    assert bm.rerun_line(None, {}) == []
+    assert bm.rerun_line({"previous_commit": "abc", "previous_created": "t", "previous_was_result": True, "figures": {}}, {}) == []
+
+
+def test_rerun_line_reads_the_older_ratios_key():
+    """Training reports written before the generic helper stored the check under "ratios"."""
+    old = {"previous_commit": "abc", "previous_created": "t", "previous_was_result": True,
+           "ratios": {"x": {"now": 2.0, "previous": {"median": 2.0, "min": 1.5, "max": 2.5}, "within_previous_spread": True}}}
+    assert bm.rerun_line(old, {"x": "ours vs theirs"}, ".1f")[0].endswith("ours vs theirs 2.0 inside 1.5–2.5.")
+
+
+def test_history_keeps_only_quiet_runs_oldest_first():
+    history: list = []
+    runs = [(True, "a", 1.0), (False, "b", 5.0), (True, "c", 1.2), (True, "d", 1.1)]
+    for result, commit, median in runs:  # each run's report carries the history its predecessor left
+        previous = report(result, commit, median, history)
+        history = bm.run_history(previous, True, previous["figures"])
+    assert [h["commit"] for h in history] == ["a", "c", "d"]  # "b" was measured under load
+    assert [h["figures"]["r"]["median"] for h in history] == pytest.approx([1.0, 1.2, 1.1])
+    assert history[0] == {"commit": "a", "created": "t-a", "figures": {"r": {"median": 1.0, "min": 0.9, "max": pytest.approx(1.1)}}}
+    assert bm.run_history(report(False, "e", 1.0, history), True, {"r": None}) == history  # a loaded run adds nothing
+
+
+def test_read_previous(tmp_path):
+    assert bm.read_previous(tmp_path / "none.json") is None
+    (tmp_path / "bad.json").write_text("{not json")
+    assert bm.read_previous(tmp_path / "bad.json") is None
+    (tmp_path / "ok.json").write_text('{"verdict": {"result": true}}')
+    assert bm.read_previous(tmp_path / "ok.json") == {"verdict": {"result": True}}

@@ -8,7 +8,10 @@ compared with the oracle's, entry by entry and in order.
 Protocol (harness.benchmarking): alternating repeats, every implementation once per repeat in an
 order rotated by one each repeat; speed-ups are formed inside a repeat on the oracle's pairs; the
 report gives median and min-max across repeats and the machine's load, and `report` refuses to
-write a loaded run as a result (`harness align report --allow-load` writes it, labelled).
+write a loaded run as a result (`harness align report --allow-load` writes it, labelled). Each
+speed-up's median is checked against the min–max the previous report of the same pairs and seed
+stated (ratios, not rates: absolute rates drift ~20% between runs on a VM), and the earlier quiet
+runs of those settings are kept in the report.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.benchmarking import (DEFAULT_MAX_LOAD, LoadMeter, Verdict, check_max_load, command_line, judge, protocol_lines,
-                                  provenance, ratios, refuse, rotations, spread)
+from harness.benchmarking import (DEFAULT_MAX_LOAD, LoadMeter, Verdict, check_max_load, command_line, history_line, judge,
+                                  protocol_lines, provenance, ratios, read_previous, refuse, rerun_check, rerun_line, rotations,
+                                  run_history, spread)
 from harness.errors import UsageError
 
 AUTHORS_SAMPLES = 207_135
@@ -29,6 +33,8 @@ PROJECTION_CORES = 2
 REPEATS = 8  # in-process implementations: alternating repeats, order rotated each repeat
 RUNNER_REPEATS = 4  # the measured `align run`: two modes alternating, each twice in each position
 PACKAGES = ("numba", "rapidfuzz", "pyarrow", "orjson")
+SPEEDUP_LABELS = {"faithful_vs_oracle": "fast faithful vs oracle", "faithful_vs_authors_style": "fast faithful vs authors-style"}
+COMPARABLE = ("pairs", "oracle_pairs", "seed")  # what changes the speed-ups (not the repeats)
 
 
 @dataclass
@@ -302,6 +308,8 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> tuple[Path, Pat
         "would raise both modes' captured mass. The soft fractions depend only on which positions get a teacher",
         "distribution (every synthetic sampled-token probability is below 1), so they carry over to real data.",
         "",
+        *rerun_line(result.get("rerun_check"), SPEEDUP_LABELS, ".1f"),
+        *history_line(result.get("history"), SPEEDUP_LABELS, ".1f"),
         *protocol_lines(Verdict(**result["verdict"]), prov, "alternating repeats (every implementation once per repeat, order "
                         "rotated by one each repeat)", result["repeats"]),
         "Inputs (sha256): see alignment_stats.json.",
@@ -312,6 +320,17 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> tuple[Path, Pat
 
 
 ORACLE_PAIRS = ("oracle", "fast faithful (oracle's pairs)", "authors-style")
+
+
+def check_rerun(previous: dict | None, result: dict) -> None:
+    """Record whether the speed-ups reproduce the previous report's (same pairs and seed) and carry
+    the earlier quiet runs forward. This report keeps commit and time under "provenance"."""
+    same = bool(previous) and all(previous.get(k) == result[k] for k in COMPARABLE)
+    previous = previous and {**previous, "manifest": previous.get("provenance", {})}
+    before = previous.get("speedups", {}) if same else {}
+    result["rerun_figures"] = result["speedups"]
+    result["rerun_check"] = rerun_check(previous, same, result["rerun_figures"], before)
+    result["history"] = run_history(previous, same, before)
 
 
 def measure_runner(n: int = 2000, workers: int = 2, modes: tuple[str, ...] = ("faithful", "exact"), seed: int = 0,
@@ -380,9 +399,13 @@ def report(n: int = 7473, seed: int = 0, oracle_n: int | None = 200, runner_samp
     result["load"] = load.to_dict()
     result["verdict"] = verdict.to_dict()
     result["provenance"] = {**provenance(command, packages=PACKAGES), "inputs_sha256": input_checksums(input_files())}
+    check_rerun(read_previous(Path(out_dir) / "alignment_stats.json"), result)
     print(json.dumps({"pairs_per_s": {k: round(v["median"], 1) for k, v in result["pairs_per_s"].items()},
                       "speedups": {k: round(v["median"], 1) for k, v in result["speedups"].items()},
                       "load": load.describe()}, indent=1), flush=True)
+    for key, c in ((result["rerun_check"] or {}).get("figures") or {}).items():
+        print(f"align report: rerun check {key}: {c['now']:.1f} {'inside' if c['within_previous_spread'] else 'OUTSIDE'} "
+              f"the previous {c['previous']['min']:.1f}–{c['previous']['max']:.1f}", flush=True)
     if not verdict.write:
         raise refuse(verdict)
     return write_report(result, out_dir)

@@ -16,8 +16,10 @@ Protocol (harness.benchmarking): alternating repeats, the four runs once per rep
 rotated by one each repeat; each row shows the repeat with the median sustained rate and the
 min-max over repeats; the CPU seconds other processes took during each run (the server is this
 bench's child, so its CPU counts as ours). Above `--max-load` the numbers are printed and not
-written (exit 3) unless `--allow-load`. Writes reports/teacher/http_client.json and
-http_client.md. Not a timed test.
+written (exit 3) unless `--allow-load`. Each run's sustained fraction of c/d (and, answered after
+d, its attempts' fraction) is checked against the min–max the previous report of the same d, c,
+requests and tokens stated, and the earlier quiet runs of those settings are kept in the report.
+Writes reports/teacher/http_client.json and http_client.md. Not a timed test.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ import time
 from pathlib import Path
 
 from harness.benchmarking import (ALLOW_LOAD_HELP, DEFAULT_MAX_LOAD, MAX_LOAD_HELP, LoadMeter, Verdict, check_max_load,
-                                  command_line, judge, protocol_lines, provenance, refuse, rotations)
+                                  command_line, history_line, judge, protocol_lines, provenance, read_previous, refuse, rerun_check, rerun_line,
+                                  rotations, run_history, spread)
 from harness.config import REPO_ROOT
 from harness.errors import HarnessError, UsageError
 from harness.records import atomic_write
@@ -44,6 +47,12 @@ REPEATS = 5
 PACKAGES = ("openai", "httpx2", "aiohttp")
 PLAN = (("clean", 0, False, False), ("10% 429/500, answered at once", 10, False, True),
         ("10% 429/500, answered after d", 10, False, False), ("bare aiohttp, no httpx layer or parsing, clean", 0, True, False))
+COMPARABLE = ("delay_s", "concurrency", "requests", "max_tokens")  # what changes the fractions of c/d (not the repeats)
+ATTEMPTS = " (attempts)"  # the figure key's suffix for attempts / ideal
+LABELS = {"clean": "clean", "10% 429/500, answered at once": "errors answered at once",
+          "10% 429/500, answered after d": "errors answered after d",
+          "10% 429/500, answered after d" + ATTEMPTS: "errors answered after d (attempts)",
+          "bare aiohttp, no httpx layer or parsing, clean": "bare aiohttp"}
 
 
 def _bare_aiohttp(base_url: str, concurrency: int, requests: list[SampleRequest], stamps: list[float]) -> int:
@@ -142,9 +151,9 @@ def render(record: dict) -> str:
     rows = []
     for name, reps in record["runs"].items():
         r = _median_run(reps)
-        spread = sorted(x["sustained_requests_per_s"] for x in reps)
+        rates = sorted(x["sustained_requests_per_s"] for x in reps)
         others = [x["load"]["fraction"] for x in reps if x["load"]["fraction"] is not None]
-        rows.append(f"| {name} | {r['sustained_requests_per_s']:.0f} ({spread[0]:.0f}–{spread[-1]:.0f}) | {r['requests_per_s']:.0f} "
+        rows.append(f"| {name} | {r['sustained_requests_per_s']:.0f} ({rates[0]:.0f}–{rates[-1]:.0f}) | {r['requests_per_s']:.0f} "
                     f"| {100 * r['sustained_fraction_of_ideal']:.0f}% | {_attempts_cell(r)} "
                     f"| {r['best_1s_window_requests_per_s']} | {r['retries']} | {r['client_cpu_ms_per_attempt']:.2f} "
                     f"| {r['server_cpu_s']} | {'–' if not others else f'{100 * max(others):.0f}%'} |")
@@ -173,11 +182,33 @@ def render(record: dict) -> str:
         f"{_median_run(record['runs']['clean'])['cpu_model_ceiling_requests_per_s']:.0f} req/s; a measured rate below it is "
         "time spent waiting for a core. Best 1 s window: the most completions in any one second of the run.",
         "",
+        *rerun_line(record.get("rerun_check"), LABELS, ".1%"),
+        *history_line(record.get("history"), LABELS, ".1%", "median fraction of c/d"),
         *protocol_lines(Verdict(**record["verdict"]), record["manifest"], "alternating repeats (the four runs once per repeat, "
                         "order rotated by one each repeat)", record["repeats"]),
         *record.get("notes", []),
         "",
     ])
+
+
+def figures(record: dict) -> dict:
+    """The figures a rerun is checked on: each run's sustained fraction of c/d over the repeats, and
+    attempts / c/d where a failure holds its slot for d (from the runs themselves, so a report
+    written before the check existed is checked against too)."""
+    out = {}
+    for name, reps in record["runs"].items():
+        out[name] = spread([r["sustained_fraction_of_ideal"] for r in reps]).to_dict()
+        if reps[0]["fault_every"] and not reps[0]["faults_at_once"]:
+            out[name + ATTEMPTS] = spread([r["sustained_attempts_fraction_of_ideal"] for r in reps]).to_dict()
+    return out
+
+
+def check_rerun(previous: dict | None, record: dict) -> None:
+    same = bool(previous) and all(previous.get(k) == record[k] for k in COMPARABLE)
+    before = figures(previous) if same else {}
+    record["rerun_figures"] = figures(record)
+    record["rerun_check"] = rerun_check(previous, same, record["rerun_figures"], before)
+    record["history"] = run_history(previous, same, before)
 
 
 def _attempts_cell(run: dict) -> str:
@@ -229,8 +260,12 @@ def main(argv=None) -> int:
             "repeats": args.repeats, "target_fraction": TARGET, "runs": runs, "notes": args.note,
             "load": load.to_dict(), "verdict": verdict.to_dict(), "manifest": provenance(command, packages=PACKAGES),
         }
+        check_rerun(read_previous(out / "http_client.json"), record)
         page = render(record)
         print(page, flush=True)
+        for key, c in ((record["rerun_check"] or {}).get("figures") or {}).items():
+            print(f"http_bench: rerun check {key}: {c['now']:.1%} {'inside' if c['within_previous_spread'] else 'OUTSIDE'} "
+                  f"the previous {c['previous']['min']:.1%}–{c['previous']['max']:.1%} of c/d", flush=True)
         if not verdict.write:
             raise refuse(verdict)
         write_report(out, record)

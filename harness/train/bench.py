@@ -45,8 +45,8 @@ import time
 from pathlib import Path
 
 from harness.benchmarking import (ALLOW_LOAD_HELP, DEFAULT_MAX_LOAD, MAX_LOAD_HELP, LoadMeter, check_max_load, command_line,
-                                  Verdict, judge, protocol_lines, provenance, ratios, refuse, rotations, spread,
-                                  within)
+                                  Verdict, judge, protocol_lines, provenance, ratios, read_previous, refuse, rerun_check,
+                                  history_line, rerun_line, rotations, run_history, spread)
 from harness.errors import HarnessError, UsageError
 from harness.records import atomic_write
 from harness.train.precision import matmul_precision
@@ -397,17 +397,13 @@ def bench(a: argparse.Namespace) -> dict:
     }
 
 
-def rerun_check(previous: dict | None, report: dict) -> dict | None:
-    """Each ratio's median now against the spread the previous report (same settings) stated."""
-    if not previous or any(previous.get("settings", {}).get(k) != report["settings"][k] for k in COMPARABLE):
-        return None
-    out = {}
-    for key, now in report["ratios"].items():
-        before = previous.get("ratios", {}).get(key)
-        if now and isinstance(before, dict):
-            out[key] = {"now": now["median"], "previous": before, "within_previous_spread": within(now["median"], before)}
-    return {"previous_commit": previous["manifest"]["git_commit"], "previous_created": previous["manifest"]["created"],
-            "previous_was_result": bool(previous.get("verdict", {}).get("result")), "ratios": out}
+def check_rerun(previous: dict | None, report: dict) -> None:
+    """Record whether the ratios reproduce the previous report's (same settings: the COMPARABLE keys
+    equal) and carry the earlier quiet runs of those settings forward."""
+    same = bool(previous) and all(previous.get("settings", {}).get(k) == report["settings"][k] for k in COMPARABLE)
+    before = (previous or {}).get("ratios") or {}
+    report["rerun_check"] = rerun_check(previous, same, report["ratios"], before)
+    report["history"] = run_history(previous, same, before)
 
 
 def _fmt(x, spec=".1f", none="–"):
@@ -446,12 +442,8 @@ def render(reports: list[dict]) -> str:
             cell = "–" if x is None else f"{x['median']:.2f} ({x['min']:.2f}–{x['max']:.2f})"
             lines.append(f"| {label} | {cell} | {target} | {'n/a' if met is None else ('yes' if met else 'NO')} |")
         lines.append("")
-        check = r.get("rerun_check")
-        if check and check["ratios"]:
-            verdicts = "; ".join(f"{RATIO_LABELS[k][0]} {c['now']:.2f} {'inside' if c['within_previous_spread'] else 'OUTSIDE'} "
-                                 f"{c['previous']['min']:.2f}–{c['previous']['max']:.2f}" for k, c in check["ratios"].items())
-            lines += [f"Rerun check against the previous report (commit `{check['previous_commit']}`, {check['previous_created']}"
-                      f"{'' if check['previous_was_result'] else ', itself not a result'}): {verdicts}.", ""]
+        labels = {k: label for k, (label, _) in RATIO_LABELS.items()}
+        lines += rerun_line(r.get("rerun_check"), labels) + history_line(r.get("history"), labels)
         lines += protocol_lines(Verdict(**v), m, r["protocol"]["interleaving"], s["repeats"])
         if r["device"] != "cuda":
             lines += ["CPU run: a tiny model on a few cores; these ratios say little about GPU throughput (no Triton kernel, no "
@@ -536,9 +528,7 @@ def main(argv: list[str] | None = None) -> int:
             profile(a)
             return 0
         report = bench(a)
-        previous_path = out / f"bench-{report['device_slug']}.json"
-        previous = json.loads(previous_path.read_text()) if previous_path.is_file() else None
-        report["rerun_check"] = rerun_check(previous, report)
+        check_rerun(read_previous(out / f"bench-{report['device_slug']}.json"), report)
         for name, p in report["providers"].items():
             shown = (f"{p['ms_per_step']['median']:.1f} ms/step ({p['ms_per_step']['min']:.1f}–{p['ms_per_step']['max']:.1f}), "
                      f"{p['tokens_per_s']:,.0f} tokens/s") if p["status"] == "ok" else p["status"]
@@ -546,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
         for key, x in report["ratios"].items():
             if x:
                 print(f"bench: {key}: {x['median']:.2f} ({x['min']:.2f}–{x['max']:.2f} over {x['n']} repeats)")
-        for key, c in ((report["rerun_check"] or {}).get("ratios") or {}).items():
+        for key, c in ((report["rerun_check"] or {}).get("figures") or {}).items():
             print(f"bench: rerun check {key}: {c['now']:.2f} {'inside' if c['within_previous_spread'] else 'OUTSIDE'} "
                   f"the previous {c['previous']['min']:.2f}–{c['previous']['max']:.2f}")
         verdict = Verdict(**report["verdict"])

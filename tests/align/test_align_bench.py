@@ -62,6 +62,30 @@ def test_report_written_on_a_quiet_machine(data_dir, tmp_path, monkeypatch, caps
     assert "pairs_per_s" in capsys.readouterr().out
 
 
+def test_report_rerun_is_checked_against_the_previous_report(data_dir, tmp_path, monkeypatch, capsys):
+    from harness.align.bench import report
+
+    quiet_or_loaded(monkeypatch, 0.0)
+    small = dict(n=6, oracle_n=3, runner_samples=0, out_dir=tmp_path)
+    first = json.loads(report(repeats=1, **small)[0].read_text())
+    assert first["rerun_check"] is None and first["history"] == [] and first["rerun_figures"] == first["speedups"]
+    json_path, md_path = report(repeats=2, **small)  # the repeats may differ
+    second = json.loads(json_path.read_text())
+    check = second["rerun_check"]
+    assert check["previous_commit"] == first["provenance"]["git_commit"] and check["previous_was_result"] is True
+    assert set(check["figures"]) == {"faithful_vs_oracle", "faithful_vs_authors_style"}
+    for key, c in check["figures"].items():
+        assert c["previous"] == {k: first["speedups"][key][k] for k in ("median", "min", "max")}
+        assert c["within_previous_spread"] == (c["previous"]["min"] <= c["now"] <= c["previous"]["max"])
+    assert [h["commit"] for h in second["history"]] == [first["provenance"]["git_commit"]]
+    md = md_path.read_text()
+    assert "Rerun check against the previous report" in md and "fast faithful vs authors-style" in md and "Earlier quiet runs" in md
+    assert "rerun check faithful_vs_oracle:" in capsys.readouterr().out
+    third = json.loads(report(repeats=1, seed=1, **small)[0].read_text())  # another seed: not compared
+    assert third["rerun_check"] is None and third["history"] == []
+    assert "Rerun check" not in md_path.read_text()
+
+
 def test_report_refused_on_a_loaded_machine_unless_allowed(data_dir, tmp_path, monkeypatch, capsys):
     import pytest
     from typer.testing import CliRunner

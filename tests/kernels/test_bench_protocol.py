@@ -59,3 +59,29 @@ def test_cpu_bench_refuses_a_loaded_run_and_forces_with_a_mark(tmp_path, capsys,
     assert {r["provider"] for r in data["rows"]} == {"cross_entropy", "ours", "reference"}
     assert {(r["N"], r["K"]) for r in data["ratios"]} == {(8, 1), (8, 5)}
     assert all(r["repeats"] == 2 for r in data["rows"])
+
+
+def test_cpu_bench_checks_a_rerun_against_the_previous_report(tmp_path, capsys, monkeypatch, tiny_cpu_bench):
+    monkeypatch.setattr(bench_cpu, "load_verdict", lambda load, max_load: (True, "quiet (test)"))
+    args = ["--device", "cpu", "--ns", "8", "--repeats", "2", "--no-reference", "--out", str(tmp_path)]
+    assert bench.main(args) == 0
+    first = json.loads((tmp_path / "cpu-loss.json").read_text())
+    assert first["rerun_check"] is None and first["history"] == [] and set(first["rerun_figures"]) == {"N=8 K=1", "N=8 K=5"}
+    assert "Rerun check" not in (tmp_path / "cpu-loss.md").read_text()
+    assert bench.main(args + ["--repeats", "3"]) == 0  # the repeats may differ
+    second = json.loads((tmp_path / "cpu-loss.json").read_text())
+    check = second["rerun_check"]
+    assert check["previous_commit"] == first["meta"]["git_commit"] and check["previous_was_result"] is True
+    before = {f"N={r['N']} K={r['K']}": r for r in first["ratios"]}
+    for key, c in check["figures"].items():
+        assert c["previous"] == {"median": before[key]["ratio_median"], "min": before[key]["ratio_min"], "max": before[key]["ratio_max"]}
+        assert c["within_previous_spread"] == (c["previous"]["min"] <= c["now"] <= c["previous"]["max"])
+    assert set(check["figures"]) == {"N=8 K=1", "N=8 K=5"}
+    assert [h["commit"] for h in second["history"]] == [first["meta"]["git_commit"]]
+    md = (tmp_path / "cpu-loss.md").read_text()
+    assert "Rerun check against the previous report" in md and "N=8 K=5" in md and "Earlier quiet runs" in md
+    assert "rerun check N=8 K=1:" in capsys.readouterr().out
+    assert bench.main(args + ["--ns", "16"]) == 0  # other shapes: not compared
+    third = json.loads((tmp_path / "cpu-loss.json").read_text())
+    assert third["rerun_check"] is None and third["history"] == []
+    assert "Rerun check" not in (tmp_path / "cpu-loss.md").read_text()

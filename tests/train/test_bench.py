@@ -98,15 +98,28 @@ def test_allow_load_writes_it_labelled_and_a_rerun_is_checked(tmp_path, capsys, 
     second = json.loads(path.read_text())
     check = second["rerun_check"]
     assert check["previous_was_result"] is False and check["previous_commit"] == first["manifest"]["git_commit"]
-    (c,) = check["ratios"].values()
+    (c,) = check["figures"].values()
     before = first["ratios"]["distribution_over_sample_step_time"]
-    assert c["previous"] == before and c["within_previous_spread"] == (before["min"] <= c["now"] <= before["max"])
+    assert c["previous"] == {k: before[k] for k in ("median", "min", "max")}
+    assert c["within_previous_spread"] == (before["min"] <= c["now"] <= before["max"])
+    assert second["history"] == []  # the loaded first run is no earlier quiet run
     readme = (tmp_path / "README.md").read_text()
     assert "Rerun check against the previous report" in readme and "itself not a result" in readme
+    assert "distribution / sample step time" in readme and "Earlier quiet runs" not in readme
     assert "Result: measured on a quiet machine" in readme
+    assert "bench: rerun check distribution_over_sample_step_time:" in capsys.readouterr().out
+    # a third run of the same settings keeps the quiet second one
+    assert bench.main(TINY + PAIR + ["--out", str(tmp_path)]) == 0
+    third = json.loads(path.read_text())
+    assert [h["commit"] for h in third["history"]] == [second["manifest"]["git_commit"]]
+    assert third["history"][0]["figures"]["distribution_over_sample_step_time"]["median"] == \
+        second["ratios"]["distribution_over_sample_step_time"]["median"]
+    assert third["rerun_check"]["previous_was_result"] is True and "Earlier quiet runs" in (tmp_path / "README.md").read_text()
     # other settings: not compared
     assert bench.main(TINY + PAIR + ["--k", "3", "--out", str(tmp_path)]) == 0
-    assert json.loads(path.read_text())["rerun_check"] is None
+    fourth = json.loads(path.read_text())
+    assert fourth["rerun_check"] is None and fourth["history"] == []
+    assert "Rerun check" not in (tmp_path / "README.md").read_text()
 
 
 def test_profile_prints_one_step_per_provider(tmp_path, capsys):
