@@ -16,9 +16,12 @@ PACKAGES = ("torch", "transformers", "accelerate", "lm-eval", "triton", "tiktoke
 
 
 def git_commit() -> str:
+    """HEAD's hash, with "-dirty" when anything outside reports/ differs from it: the reports are
+    this project's outputs (`nox -s bench-cpu` writes several in turn), not what produced them."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", ".", ":(exclude)reports"], cwd=REPO_ROOT, capture_output=True,
+                               text=True).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

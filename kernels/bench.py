@@ -144,11 +144,14 @@ def reason(e: BaseException) -> str:
 
 
 def git_commit() -> str:
-    """HEAD, or GPU_CHECK_COMMIT where the copy has no .git (the GPU machine's working tree)."""
+    """HEAD ("-dirty" when anything outside reports/ differs from it), or GPU_CHECK_COMMIT where the
+    copy has no .git (the GPU machine's working tree)."""
     if os.environ.get("GPU_CHECK_COMMIT"):
         return os.environ["GPU_CHECK_COMMIT"]
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", ".", ":(exclude)reports"], capture_output=True, text=True).stdout
+        return head + ("-dirty" if dirty.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
