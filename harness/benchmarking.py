@@ -7,6 +7,9 @@
   summarised across repeats by `spread`: median, p20–p80 and min–max. A rerun's median falling
   outside the previous run's min–max is the sign that a figure does not reproduce (`within`,
   `rerun_check`); `run_history` keeps the earlier quiet runs of a figure on its page.
+- **A machine-speed reference.** A bench with one provider and absolute seconds (the pipeline)
+  times `reference_seconds` (fixed pure-Python work) around each stage and also states its figure
+  divided by that: the VM's speed drifts between runs by more than one run's spread.
 - **The machine's load.** `LoadMeter` reads the machine's busy CPU seconds (/proc/stat, steal
   included) and this process tree's own (rusage of this process and its waited-for children);
   the difference is what other processes took while the bench ran.
@@ -229,6 +232,50 @@ def ratios(numerators: Sequence[float], denominators: Sequence[float]) -> list[f
 def within(value: float, previous: Mapping) -> bool:
     """Does a rerun's median fall inside the spread an earlier report stated (its min–max)?"""
     return previous["min"] <= value <= previous["max"]
+
+
+# ----------------------------------------------------------------------------- machine speed
+
+
+def _reference_work() -> int:
+    """A fixed pure-Python workload: dict lookups and updates on short strings, slicing, joins,
+    list building and float sums, the interpreter work the alignment stage is made of."""
+    words = [f"tok{i % 4093}" for i in range(6000)]
+    table: dict[str, int] = {}
+    total = 0.0
+    for r in range(12):
+        for i, w in enumerate(words):
+            table[w] = table.get(w, 0) + i
+        pairs = [(w, i * 0.5) for i, w in enumerate(words)]
+        total += sum(p for _, p in pairs[r:r + 3000])
+        total += len("".join(words[r * 100:r * 100 + 2000]))
+    return len(table) + int(total)
+
+
+def reference_seconds(tries: int = 3, rounds: int = 10) -> float:
+    """Seconds this machine takes for `rounds` x `_reference_work`, the best of `tries` (~0.25 s
+    each; the cyclic garbage collector off, as the alignment workers run).
+
+    A single-provider bench whose figures are absolute seconds (the pipeline) measures this before
+    each repeat: the same work on a VM whose host is busier takes more CPU seconds (measured here:
+    identical align runs took 231, 267 and 299 CPU s on three runs), and a figure divided by the
+    reference of its own repeat is a ratio, side by side, that a rerun can reproduce."""
+    import gc
+
+    best = float("inf")
+    collecting = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(tries):
+            started = time.perf_counter()
+            for _ in range(rounds):
+                _reference_work()
+            best = min(best, time.perf_counter() - started)
+    finally:
+        if collecting:
+            gc.enable()
+    return best
 
 
 # ----------------------------------------------------------------------------- reruns

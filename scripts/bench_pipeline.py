@@ -13,7 +13,10 @@ Protocol (harness.benchmarking): `--repeats` repeats of align run then formats b
 scratch; median and min-max of each stage's and the total's wall seconds, the largest peak RSS,
 the CPU seconds other processes took during each stage. A rerun is checked against the report
 it replaces (same samples and workers): each figure's median inside that report's min–max, and
-the page keeps every earlier quiet run's figures (`history`). Nothing to interleave: there is one
+the page keeps every earlier quiet run's figures (`history`). Around each stage the script times
+a fixed pure-Python reference (`harness.benchmarking.reference_seconds`) and also states the total
+in those units: this VM's speed drifts between runs by more than a run's spread, and the ratio
+to the machine's own speed in the same repeat is what a rerun can reproduce. Nothing to interleave: there is one
 provider, and formats build reads align run's output. A run where others took more than
 `--max-load` of the machine is printed, not written (exit 3), unless `--allow-load`.
 This script spans stages, so it lives beside the CLI, not inside one stage.
@@ -89,18 +92,23 @@ def timed(args: list[str], meter) -> dict:
     """Run `python -m harness ARGS` in a fresh process: wall seconds, CPU seconds (the command's
     process, its workers), peak RSS of the largest process (GiB), and the CPU seconds other
     processes used meanwhile (`meter.lap()`: other work on the machine slows every step)."""
+    from harness.benchmarking import reference_seconds
+
+    before = reference_seconds()
     meter.lap()
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", _STEP, *args], capture_output=True, text=True)
     seconds = time.perf_counter() - started
     lap = meter.lap()
+    after = reference_seconds()
     if done.returncode != 0:
         raise SystemExit(f"harness {' '.join(args)} failed:\n{done.stderr[-3000:]}")
     line = [line for line in done.stderr.splitlines() if line.startswith("BENCH ")][-1]
     main_cpu, worker_cpu, main_rss, worker_rss = json.loads(line[len("BENCH "):])
     return {"seconds": round(seconds, 2), "cpu_seconds_main_process": round(main_cpu, 1), "cpu_seconds_workers": round(worker_cpu, 1),
             "peak_rss_gib_largest_process": round(max(main_rss, worker_rss) / 2**20, 3),
-            "cpu_seconds_other_processes": None if lap.other_cpu_s is None else round(lap.other_cpu_s, 1), "load": lap.to_dict()}
+            "cpu_seconds_other_processes": None if lap.other_cpu_s is None else round(lap.other_cpu_s, 1), "load": lap.to_dict(),
+            "reference_seconds": round((before + after) / 2, 4)}
 
 
 def run_repeats(store: Path, tmp: Path, workers: int, repeats: int, meter) -> tuple[list[dict], dict]:
@@ -117,7 +125,10 @@ def run_repeats(store: Path, tmp: Path, workers: int, repeats: int, meter) -> tu
                      "formats_bytes": sum(p.stat().st_size for p in formats.glob("*.parquet"))}
         shutil.rmtree(aligned)
         shutil.rmtree(formats)
-        runs.append({"align": align, "formats": fmt, "total_seconds": round(align["seconds"] + fmt["seconds"], 2)})
+        total = round(align["seconds"] + fmt["seconds"], 2)
+        reference = (align["reference_seconds"] + fmt["reference_seconds"]) / 2
+        runs.append({"align": align, "formats": fmt, "total_seconds": total, "reference_seconds": round(reference, 4),
+                     "total_per_reference": round(total / reference, 1)})
     return runs, sizes
 
 
@@ -133,6 +144,8 @@ def summarize(runs: list[dict]) -> dict:
                       "peak_rss_gib_largest_process": max(s["peak_rss_gib_largest_process"] for s in steps),
                       "cpu_seconds_other_processes": [s["cpu_seconds_other_processes"] for s in steps]}
     out["total_seconds"] = spread([r["total_seconds"] for r in runs]).to_dict()
+    out["reference_seconds"] = spread([r["reference_seconds"] for r in runs]).to_dict()
+    out["total_per_reference"] = spread([r["total_per_reference"] for r in runs]).to_dict()
     return out
 
 
@@ -166,6 +179,7 @@ def render(result: dict) -> str:
         f"Target {'met' if result['target_met'] else 'NOT met'} (judged on the median total and the largest peak): "
         f"{total['median']:.1f} s and {peak} GiB for {result['samples']:,} samples on this machine.",
         "",
+        *reference_lines(s),
         f"Store: {store['samples']:,} samples, {store['tokens']:,} teacher tokens, {store['bytes_on_disk'] / 2**20:.1f} MiB, "
         f"**{store['bytes_per_token']} bytes/token** at top-5 (DistillKit reports ~300 bytes/token at top-128). "
         f"Aligned targets: {result['aligned_bytes_per_token']} bytes per teacher token.",
@@ -177,13 +191,29 @@ def render(result: dict) -> str:
     ])
 
 
-FIGURE_LABELS = {"total_seconds": "total s", "align_seconds": "align run s", "formats_seconds": "formats build s"}
+FIGURE_LABELS = {"total_seconds": "total s", "align_seconds": "align run s", "formats_seconds": "formats build s",
+                 "total_per_reference": "total / machine reference"}
 
 
 def figures(summary: dict) -> dict:
-    """The figures a rerun is checked on: each stage's and the total's wall seconds (their spreads)."""
-    return {"total_seconds": summary["total_seconds"], "align_seconds": summary["align"]["seconds"],
-            "formats_seconds": summary["formats"]["seconds"]}
+    """The figures a rerun is checked on: each stage's and the total's wall seconds, and the total
+    over the machine-speed reference of its repeat (a report without it is checked on the rest)."""
+    out = {"total_seconds": summary["total_seconds"], "align_seconds": summary["align"]["seconds"],
+           "formats_seconds": summary["formats"]["seconds"]}
+    if "total_per_reference" in summary:
+        out["total_per_reference"] = summary["total_per_reference"]
+    return out
+
+
+def reference_lines(summary: dict) -> list[str]:
+    if "total_per_reference" not in summary:
+        return []
+    ref, per = summary["reference_seconds"], summary["total_per_reference"]
+    return [f"Machine-speed reference (`harness.benchmarking.reference_seconds`, fixed pure-Python work, timed before and "
+            f"after each stage): {ref['median']:.3f} s ({ref['min']:.3f}–{ref['max']:.3f}); the total in those units: "
+            f"**{per['median']:.0f} ({per['min']:.0f}–{per['max']:.0f})**. This VM's speed drifts between runs by more than "
+            "one run's spread (identical align runs took 231, 267 and 299 CPU s on three runs); the total over the reference "
+            "of its own repeat is the figure meant to reproduce, the seconds are what this run took.", ""]
 
 
 def history_lines(result: dict) -> list[str]:
@@ -194,11 +224,11 @@ def history_lines(result: dict) -> list[str]:
     if len(runs) < 2:
         return []
     lines = ["Runs of this command kept so far (quiet runs of the same samples and workers; wall seconds, median (min–max)):", "",
-             "| run | commit | align run | formats build | total |", "|---|---|---|---|---|"]
+             "| run | commit | align run | formats build | total | total / machine reference |", "|---|---|---|---|---|---|"]
     for run in runs:
         f = run["figures"]
         cells = " | ".join("–" if k not in f else f"{f[k]['median']:.1f} ({f[k]['min']:.1f}–{f[k]['max']:.1f})"
-                           for k in ("align_seconds", "formats_seconds", "total_seconds"))
+                           for k in ("align_seconds", "formats_seconds", "total_seconds", "total_per_reference"))
         lines.append(f"| {run['created']}{' (this run)' if run.get('this_run') else ''} | `{(run['commit'] or '?')[:12]}` | {cells} |")
     medians = [run["figures"]["total_seconds"]["median"] for run in runs if "total_seconds" in run["figures"]]
     lines += ["", f"Across these {len(medians)} runs the median total ranged {min(medians):.1f}–{max(medians):.1f} s.", ""]

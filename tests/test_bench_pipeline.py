@@ -43,6 +43,8 @@ def test_the_real_stages_write_a_result_on_a_quiet_machine(script, data_dir, tmp
     assert script.main(["--samples", "24", "--workers", "1", "--repeats", "1", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "pipeline.json").read_text())
     assert result["store"]["samples"] == 24 and len(result["runs"]) == 1
+    run = result["runs"][0]
+    assert run["reference_seconds"] > 0 and run["total_per_reference"] == round(run["total_seconds"] / run["reference_seconds"], 1)
     for stage in ("align", "formats"):
         assert result["summary"][stage]["seconds"]["n"] == 1 and result["runs"][0][stage]["seconds"] > 0
         assert result["summary"][stage]["cpu_seconds_other_processes"] == [0.0]
@@ -56,8 +58,9 @@ def test_the_real_stages_write_a_result_on_a_quiet_machine(script, data_dir, tmp
 def test_a_loaded_machine_is_printed_not_written(script, data_dir, tmp_path, monkeypatch, capsys):
     fake_machine(monkeypatch, 1.0)  # 50% of the machine
     canned = {"seconds": 1.0, "cpu_seconds_main_process": 0.5, "cpu_seconds_workers": 0.0, "peak_rss_gib_largest_process": 0.1,
-              "cpu_seconds_other_processes": 1.0}
-    runs = [{"align": {**canned, "seconds": s}, "formats": canned, "total_seconds": s + 1.0} for s in (3.0, 1.0, 2.0)]
+              "cpu_seconds_other_processes": 1.0, "reference_seconds": 0.25}
+    runs = [{"align": {**canned, "seconds": s}, "formats": canned, "total_seconds": s + 1.0, "reference_seconds": 0.25,
+             "total_per_reference": (s + 1.0) / 0.25} for s in (3.0, 1.0, 2.0)]
     monkeypatch.setattr(script, "run_repeats", lambda store, tmp, workers, repeats, meter: (runs[:repeats], {"aligned_bytes": 10, "formats_bytes": 20}))
     args = ["--samples", "12", "--workers", "1", "--repeats", "3", "--out", str(tmp_path / "r")]
     assert script.main(args) == 3
@@ -81,11 +84,12 @@ def test_bad_options(script, tmp_path, capsys, args, option):
 def test_a_rerun_is_checked_against_the_report_it_replaces_and_earlier_runs_are_kept(script, tmp_path, monkeypatch, capsys):
     fake_machine(monkeypatch, 0.0)
     canned = {"seconds": 1.0, "cpu_seconds_main_process": 0.5, "cpu_seconds_workers": 0.0, "peak_rss_gib_largest_process": 0.1,
-              "cpu_seconds_other_processes": 0.0}
+              "cpu_seconds_other_processes": 0.0, "reference_seconds": 0.5}
     totals = iter([(10.0, 12.0, 14.0), (13.0, 13.5, 15.0), (20.0, 21.0, 22.0)])
 
     def run_repeats(store, tmp, workers, repeats, meter):
-        runs = [{"align": {**canned, "seconds": t - 1.0}, "formats": canned, "total_seconds": t} for t in next(totals)]
+        runs = [{"align": {**canned, "seconds": t - 1.0}, "formats": canned, "total_seconds": t, "reference_seconds": 0.5,
+                 "total_per_reference": t / 0.5} for t in next(totals)]
         return runs, {"aligned_bytes": 10, "formats_bytes": 20}
 
     monkeypatch.setattr(script, "run_repeats", run_repeats)
@@ -110,16 +114,18 @@ def test_a_rerun_is_checked_against_the_report_it_replaces_and_earlier_runs_are_
     third = json.loads((out / "pipeline.json").read_text())
     assert third["rerun_check"]["figures"]["total_seconds"]["within_previous_spread"] is False
     assert [run["figures"]["total_seconds"]["median"] for run in third["history"]] == [12.0, 13.5]
-    assert "total s 21.0 OUTSIDE 13.0–15.0" in (out / "pipeline.md").read_text()
+    page = (out / "pipeline.md").read_text()
+    assert "total s 21.0 OUTSIDE 13.0–15.0" in page and "total / machine reference 42.0 OUTSIDE 26.0–30.0" in page
+    assert "the total in those units: **42 (40–44)**" in page
     assert "rerun check total_seconds: 21.0 OUTSIDE the previous 13.0–15.0" in capsys.readouterr().err
 
 
 def test_a_rerun_with_other_samples_is_not_compared(script, tmp_path, monkeypatch):
     fake_machine(monkeypatch, 0.0)
     canned = {"seconds": 1.0, "cpu_seconds_main_process": 0.5, "cpu_seconds_workers": 0.0, "peak_rss_gib_largest_process": 0.1,
-              "cpu_seconds_other_processes": 0.0}
+              "cpu_seconds_other_processes": 0.0, "reference_seconds": 0.5}
     monkeypatch.setattr(script, "run_repeats", lambda store, tmp, workers, repeats, meter: (
-        [{"align": canned, "formats": canned, "total_seconds": 2.0}] * repeats, {"aligned_bytes": 10, "formats_bytes": 20}))
+        [{"align": canned, "formats": canned, "total_seconds": 2.0, "reference_seconds": 0.5, "total_per_reference": 4.0}] * repeats, {"aligned_bytes": 10, "formats_bytes": 20}))
     out = tmp_path / "r"
     assert script.main(["--samples", "12", "--workers", "1", "--repeats", "1", "--out", str(out)]) == 0
     assert script.main(["--samples", "13", "--workers", "1", "--repeats", "1", "--out", str(out)]) == 0

@@ -237,3 +237,12 @@ def test_read_previous(tmp_path):
     assert bm.read_previous(tmp_path / "bad.json") is None
     (tmp_path / "ok.json").write_text('{"verdict": {"result": true}}')
     assert bm.read_previous(tmp_path / "ok.json") == {"verdict": {"result": True}}
+
+
+def test_reference_seconds_times_fixed_work_and_leaves_the_collector_as_it_was():
+    import gc
+
+    assert gc.isenabled()
+    assert bm._reference_work() == bm._reference_work()  # the same work every time
+    seconds = bm.reference_seconds(tries=2, rounds=1)
+    assert 0 < seconds < 5 and gc.isenabled()
