@@ -9,7 +9,8 @@
   `rerun_check`); `run_history` keeps the earlier quiet runs of a figure on its page.
 - **A machine-speed reference.** A bench with one provider and absolute seconds (the pipeline)
   times `reference_seconds` (fixed pure-Python work) around each stage and also states its figure
-  divided by that: the VM's speed drifts between runs by more than one run's spread.
+  divided by that, and whether that narrowed the spread: the VM's speed drifts by more than one
+  run's spread.
 - **The machine's load.** `LoadMeter` reads the machine's busy CPU seconds (/proc/stat, steal
   included) and this process tree's own (rusage of this process and its waited-for children);
   the difference is what other processes took while the bench ran.
@@ -258,8 +259,8 @@ def reference_seconds(tries: int = 3, rounds: int = 10) -> float:
 
     A single-provider bench whose figures are absolute seconds (the pipeline) measures this before
     each repeat: the same work on a VM whose host is busier takes more CPU seconds (measured here:
-    identical align runs took 231, 267 and 299 CPU s on three runs), and a figure divided by the
-    reference of its own repeat is a ratio, side by side, that a rerun can reproduce."""
+    identical align runs took 231, 267 and 299 CPU s on three runs); a figure divided by the
+    reference of its own repeat corrects for drift slower than a stage, not for faster drift."""
     import gc
 
     best = float("inf")

@@ -116,7 +116,9 @@ def test_a_rerun_is_checked_against_the_report_it_replaces_and_earlier_runs_are_
     assert [run["figures"]["total_seconds"]["median"] for run in third["history"]] == [12.0, 13.5]
     page = (out / "pipeline.md").read_text()
     assert "total s 21.0 OUTSIDE 13.0–15.0" in page and "total / machine reference 42.0 OUTSIDE 26.0–30.0" in page
-    assert "the total in those units: **42 (40–44)**" in page
+    # the same reference in every repeat: dividing by it cannot narrow the spread, and the page says so
+    assert "the total in those units: 42 (40–44), a spread of 10% of its median against 10% for the seconds" in page
+    assert "did not narrow the spread" in page
     assert "rerun check total_seconds: 21.0 OUTSIDE the previous 13.0–15.0" in capsys.readouterr().err
 
 
