@@ -76,6 +76,16 @@ def build_store(root: Path, samples: int, seed: int = 0) -> dict:
     return {"samples": written, "tokens": stats["tokens"], "bytes_on_disk": stats["bytes_on_disk"], "bytes_per_token": stats["bytes_per_token"]}
 
 
+def build_store_in_child(root: Path, samples: int) -> dict:
+    """`build_store` in a child process (peak RSS is inherited across fork, so this one stays small)."""
+    started = time.perf_counter()
+    built = subprocess.run([sys.executable, __file__, "--samples", str(samples), "--build-store-only", str(root)],
+                           capture_output=True, text=True, check=True)
+    store = json.loads(built.stdout.splitlines()[-1])
+    store["build_seconds_untimed_stage"] = round(time.perf_counter() - started, 1)
+    return store
+
+
 # Runs one harness command and reports its own resource use: the CPU seconds of the command's
 # process and of its workers (waited-for children), and the peak RSS of each.
 _STEP = """\
@@ -278,12 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             "allow_load": args.allow_load, "out": os.path.relpath(out, ROOT) if out.is_relative_to(ROOT) else out})
         with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
             tmp = Path(tmp)
-            started = time.perf_counter()
-            # In a child process: peak RSS is inherited across fork, so this process stays small.
-            built = subprocess.run([sys.executable, __file__, "--samples", str(args.samples), "--build-store-only", str(tmp / "store")],
-                                   capture_output=True, text=True, check=True)
-            store = json.loads(built.stdout.splitlines()[-1])
-            store["build_seconds_untimed_stage"] = round(time.perf_counter() - started, 1)
+            store = build_store_in_child(tmp / "store", args.samples)
             meter = LoadMeter().start()
             runs, sizes = run_repeats(tmp / "store", tmp, args.workers, args.repeats, meter)
             load = meter.total()

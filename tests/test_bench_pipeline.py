@@ -38,6 +38,12 @@ def fake_machine(monkeypatch, other_per_read: float):
     monkeypatch.setattr(benchmarking, "LoadMeter", lambda: REAL_METER(busy=busy, own=lambda: 0.0, clock=lambda: float(next(ticks)), cores=2))
 
 
+def no_store(monkeypatch, script):
+    """Tests that replace the timed stages need no real store either."""
+    monkeypatch.setattr(script, "build_store_in_child", lambda root, samples: {
+        "samples": samples, "tokens": 1000, "bytes_on_disk": 21000, "bytes_per_token": 21.0, "build_seconds_untimed_stage": 0.0})
+
+
 def test_the_real_stages_write_a_result_on_a_quiet_machine(script, data_dir, tmp_path, monkeypatch, capsys):
     fake_machine(monkeypatch, 0.0)
     assert script.main(["--samples", "24", "--workers", "1", "--repeats", "1", "--out", str(tmp_path)]) == 0
@@ -62,6 +68,7 @@ def test_a_loaded_machine_is_printed_not_written(script, data_dir, tmp_path, mon
     runs = [{"align": {**canned, "seconds": s}, "formats": canned, "total_seconds": s + 1.0, "reference_seconds": 0.25,
              "total_per_reference": (s + 1.0) / 0.25} for s in (3.0, 1.0, 2.0)]
     monkeypatch.setattr(script, "run_repeats", lambda store, tmp, workers, repeats, meter: (runs[:repeats], {"aligned_bytes": 10, "formats_bytes": 20}))
+    no_store(monkeypatch, script)
     args = ["--samples", "12", "--workers", "1", "--repeats", "3", "--out", str(tmp_path / "r")]
     assert script.main(args) == 3
     out, err = capsys.readouterr()
@@ -93,6 +100,7 @@ def test_a_rerun_is_checked_against_the_report_it_replaces_and_earlier_runs_are_
         return runs, {"aligned_bytes": 10, "formats_bytes": 20}
 
     monkeypatch.setattr(script, "run_repeats", run_repeats)
+    no_store(monkeypatch, script)
     out = tmp_path / "r"
     args = ["--samples", "12", "--workers", "1", "--repeats", "3", "--out", str(out)]
     assert script.main(args) == 0
@@ -128,6 +136,7 @@ def test_a_rerun_with_other_samples_is_not_compared(script, tmp_path, monkeypatc
               "cpu_seconds_other_processes": 0.0, "reference_seconds": 0.5}
     monkeypatch.setattr(script, "run_repeats", lambda store, tmp, workers, repeats, meter: (
         [{"align": canned, "formats": canned, "total_seconds": 2.0, "reference_seconds": 0.5, "total_per_reference": 4.0}] * repeats, {"aligned_bytes": 10, "formats_bytes": 20}))
+    no_store(monkeypatch, script)
     out = tmp_path / "r"
     assert script.main(["--samples", "12", "--workers", "1", "--repeats", "1", "--out", str(out)]) == 0
     assert script.main(["--samples", "13", "--workers", "1", "--repeats", "1", "--out", str(out)]) == 0
